@@ -1,0 +1,32 @@
+"""Exceptions with messages meant for people.
+
+Every error raised for bad input names the argument and the value, and says
+what to do. The CLI prints these messages without a traceback and exits with
+a non-zero status; the napari widgets show them as notifications.
+"""
+
+from __future__ import annotations
+
+
+class HistodiffError(Exception):
+    """Base class of the errors this package raises on purpose."""
+
+
+class InputError(HistodiffError, ValueError):
+    """An argument or a file given by the user cannot be used as it is."""
+
+
+class ModelFormatError(HistodiffError, ValueError):
+    """A model directory is incomplete or inconsistent."""
+
+
+class UnsafeCheckpointError(ModelFormatError):
+    """A weights file that would have to be unpickled to be read."""
+
+
+class DeviceError(HistodiffError, RuntimeError):
+    """The requested compute device is not available."""
+
+
+class OutputExistsError(HistodiffError, FileExistsError):
+    """The output path exists and overwriting was not requested."""

@@ -1,0 +1,137 @@
+"""The model card, ``histodiff.json``: what a model directory holds and means.
+
+The card sits beside the diffusers sub-folders (``unet/``, ``scheduler/``,
+optional ``vae/`` and ``mask_unet/``) and carries what diffusers does not
+know: the tissue classes, the window (patch) size, whether the model works
+in pixels or in a VAE's latent space, the physical scale, the conditioning,
+and where the weights came from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .classes import TissueClasses
+from .errors import ModelFormatError
+
+CARD_NAME = "histodiff.json"
+CARD_FORMAT = "napari-histodiff-model"
+CARD_VERSION = 1
+SPACES = ("pixel", "latent")
+CONDITIONINGS = ("mask-onehot",)
+
+
+@dataclass
+class ModelCard:
+    """Everything about a model that its diffusers configs do not say.
+
+    Parameters
+    ----------
+    classes : TissueClasses
+        Label ids, names and colours; index 0 is ``unknown``, the null condition.
+    patch_size : int
+        Side of the square window the image UNet sees, in pixels.
+    space : {"pixel", "latent"}
+        Where diffusion runs. Latent models have a ``vae/``.
+    vae_scale_factor : int
+        Pixels per latent pixel along one side (1 for pixel models).
+    latent_scaling : float
+        Multiplier applied to VAE latents before diffusion.
+    microns_per_pixel : float or None
+        Physical pixel size of the training images, if known.
+    conditioning : str
+        How the mask reaches the UNet; ``"mask-onehot"``: one channel per
+        class concatenated to the noisy input.
+    image_channels : int
+        Channels of the image (3, RGB).
+    provenance : dict
+        Data, steps, seed, software version that made the weights.
+    mask_resolution_factor : int
+        For ``mask_unet/``: how many image pixels one mask-model pixel spans.
+    """
+
+    classes: TissueClasses
+    patch_size: int = 64
+    space: str = "pixel"
+    vae_scale_factor: int = 1
+    latent_scaling: float = 1.0
+    microns_per_pixel: float | None = None
+    conditioning: str = "mask-onehot"
+    image_channels: int = 3
+    provenance: dict[str, Any] = field(default_factory=dict)
+    mask_resolution_factor: int = 4
+
+    def __post_init__(self) -> None:
+        if self.space not in SPACES:
+            raise ModelFormatError(f"{CARD_NAME}: space must be one of {SPACES}, "
+                                   f"got {self.space!r}")
+        if self.conditioning not in CONDITIONINGS:
+            raise ModelFormatError(
+                f"{CARD_NAME}: conditioning {self.conditioning!r} is not supported; "
+                f"this version knows {CONDITIONINGS}"
+            )
+        if self.patch_size < 8 or self.patch_size % 8:
+            raise ModelFormatError(
+                f"{CARD_NAME}: patch_size must be a multiple of 8 and >= 8, "
+                f"got {self.patch_size}"
+            )
+        if self.space == "pixel" and self.vae_scale_factor != 1:
+            raise ModelFormatError(
+                f"{CARD_NAME}: a pixel-space model has vae_scale_factor 1, "
+                f"got {self.vae_scale_factor}"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def latent_patch_size(self) -> int:
+        """Window side on the canvas the UNet denoises (latent pixels if latent)."""
+        return self.patch_size // self.vae_scale_factor
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["classes"] = self.classes.to_list()
+        return {"format": CARD_FORMAT, "format_version": CARD_VERSION, **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = CARD_NAME) -> ModelCard:
+        if data.get("format") != CARD_FORMAT:
+            raise ModelFormatError(
+                f"{source}: not a napari-histodiff model card "
+                f"(format {data.get('format')!r}, expected {CARD_FORMAT!r})"
+            )
+        if int(data.get("format_version", 0)) > CARD_VERSION:
+            raise ModelFormatError(
+                f"{source}: card version {data['format_version']} is newer than "
+                f"this napari-histodiff understands ({CARD_VERSION}); upgrade it"
+            )
+        fields = {k: v for k, v in data.items() if k not in ("format", "format_version")}
+        try:
+            fields["classes"] = TissueClasses.from_list(fields["classes"])
+            return cls(**fields)
+        except (KeyError, TypeError) as exc:
+            raise ModelFormatError(f"{source}: malformed model card ({exc})") from exc
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / CARD_NAME
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ModelCard:
+        path = Path(directory) / CARD_NAME
+        if not path.is_file():
+            raise ModelFormatError(
+                f"{directory}: no {CARD_NAME} model card; is this a napari-histodiff "
+                "model directory? Create one with `histodiff model init`."
+            )
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelFormatError(f"{path}: not valid JSON ({exc})") from exc
+        return cls.from_dict(data, source=str(path))

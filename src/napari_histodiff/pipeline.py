@@ -1,0 +1,378 @@
+"""The mask-conditioned diffusion pipeline.
+
+>>> from napari_histodiff.pipeline import HistoDiffPipeline
+>>> pipe = HistoDiffPipeline.from_pretrained("my-model", device="auto")
+>>> out = pipe(mask, guidance_scale=2.0, num_inference_steps=25, seed=0)
+>>> out.image.shape  # (H, W, 3) uint8, the same size as the mask
+
+The pipeline is a diffusers ``DiffusionPipeline``: its modules are registered
+with ``register_modules``; ``save_pretrained``/``from_pretrained`` round-trip a
+model directory (see :mod:`.model_io`); schedulers are swapped by name with
+``from_config``. Any mask size works: the canvas is denoised window by window
+with a sampling strategy (:mod:`.sampling`), by default ``random-shift``,
+which leaves no tile seams.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+
+from ._version import __version__
+from .conditioning import GuidedDenoiser, MaskConditioning
+from .errors import InputError
+from .model_card import ModelCard
+from .sampling.engine import DEFAULT_CHUNK, DEFAULT_WINDOW_BATCH, SynthesisEngine
+from .sampling.events import CancelledEvent, Event, FinishedEvent
+from .sampling.store import CanvasStore, open_store
+from .sampling.strategies import DEFAULT_STRATEGY, DiffInfinite, get_strategy
+from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, make_scheduler
+
+DEFAULT_GUIDANCE = 2.0
+
+
+@dataclass
+class HistoDiffOutput:
+    """Result of a synthesis.
+
+    Attributes
+    ----------
+    image : np.ndarray or None
+        (H, W, 3) uint8; None when the run was cancelled.
+    mask : np.ndarray
+        The conditioning mask, (H, W).
+    settings : dict
+        Everything needed to reproduce the image (see ``settings_for``).
+    store : CanvasStore
+        The canvas store (previews, image as (3, H, W)).
+    cancelled_at : int or None
+        Step reached when cancelled.
+    """
+
+    image: np.ndarray | None
+    mask: np.ndarray
+    settings: dict[str, Any]
+    store: CanvasStore
+    cancelled_at: int | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class SynthesisRun:
+    """A prepared synthesis: iterate :meth:`events`, :meth:`cancel` at any time.
+
+    ``store`` is readable throughout (``store['preview']``, ``store['image']``,
+    both (3, H, W) uint8).
+    """
+
+    def __init__(self, engine: SynthesisEngine, mask: np.ndarray,
+                 settings: dict[str, Any]):
+        self.engine = engine
+        self.mask = mask
+        self.settings = settings
+        self.store = engine.store
+        self.finished: FinishedEvent | None = None
+        self.cancelled_at: int | None = None
+
+    def events(self):
+        """Run the synthesis, yielding :mod:`events <.sampling.events>`."""
+        for event in self.engine.run():
+            if isinstance(event, FinishedEvent):
+                self.finished = event
+            elif isinstance(event, CancelledEvent):
+                self.cancelled_at = event.step
+            yield event
+
+    def cancel(self) -> None:
+        self.engine.cancel()
+
+    def output(self) -> HistoDiffOutput:
+        image = None
+        if self.finished is not None:
+            image = np.moveaxis(np.asarray(self.store["image"]), 0, -1)
+        stats = {}
+        if self.finished is not None:
+            e = self.engine
+            stats = {
+                "seconds": self.finished.seconds,
+                "unet_seconds": self.finished.unet_seconds,
+                "windows": e.windows_evaluated,
+                "windows_per_step": e.windows_per_step,
+            }
+        return HistoDiffOutput(image, self.mask, self.settings, self.store,
+                               self.cancelled_at, stats)
+
+
+class HistoDiffPipeline(DiffusionPipeline):
+    """Mask-guided synthesis of histology images with classifier-free guidance.
+
+    Parameters
+    ----------
+    unet : diffusers.UNet2DModel
+        Takes the noisy image (or latent) concatenated with one channel per
+        class of the mask.
+    scheduler : diffusers scheduler
+        The training noise schedule; sampling uses any scheduler built from
+        its config (``scheduler=`` in ``__call__``).
+    vae : diffusers.AutoencoderKL, optional
+        For latent models.
+    mask_unet : diffusers.UNet2DModel, optional
+        The mask generator (see :mod:`.mask_pipeline`).
+    card : ModelCard
+        Classes, window size, space and provenance.
+    """
+
+    model_cpu_offload_seq = "unet->vae"
+    _optional_components = ["vae", "mask_unet"]
+
+    def __init__(self, unet, scheduler, vae=None, mask_unet=None,
+                 card: ModelCard | None = None):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler, vae=vae,
+                              mask_unet=mask_unet)
+        if card is None:
+            raise InputError("card: a HistoDiffPipeline needs its ModelCard")
+        self.card = card
+        self.source = None  # where the weights were loaded from
+
+    # -- persistence ----------------------------------------------------------------
+    def save_pretrained(self, save_directory, **kwargs) -> None:
+        """Write a model directory: diffusers components + ``histodiff.json``."""
+        kwargs.setdefault("safe_serialization", True)
+        if not kwargs["safe_serialization"]:
+            raise InputError("safe_serialization: weights are saved as safetensors "
+                             "only")
+        Path(save_directory).mkdir(parents=True, exist_ok=True)
+        super().save_pretrained(save_directory, **kwargs)
+        self.card.save(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, path, device: str = "cpu", fp16: bool = False,
+                        **_ignored) -> HistoDiffPipeline:
+        """Load a model directory (or ``demo``) from safetensors weights.
+
+        Parameters
+        ----------
+        path : str or Path
+            A model directory, or ``demo`` for the model shipped in the package.
+        device : str
+            ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        fp16 : bool
+            Half precision (GPU only).
+        """
+        from .devices import resolve_device, resolve_dtype
+        from .model_io import load_components
+        from .models import resolve_model_path
+
+        path = resolve_model_path(path)
+        dev = resolve_device(device)
+        dtype = resolve_dtype(dev, fp16)
+        parts = load_components(path, dtype=dtype)
+        pipe = cls(**parts)
+        pipe.to(dev)
+        pipe.source = str(path)
+        return pipe
+
+    # -- inputs -----------------------------------------------------------------------
+    def check_inputs(self, mask, guidance_scale, num_inference_steps, seed,
+                     window_batch, strategy, scheduler) -> np.ndarray:
+        """Validate arguments; return the mask as a 2-D integer array.
+
+        Every error names the argument and its value.
+        """
+        if not isinstance(mask, np.ndarray):
+            if hasattr(mask, "__array__"):
+                mask = np.asarray(mask)
+            else:
+                raise InputError(f"mask: expected a 2-D integer array, got "
+                                 f"{type(mask).__name__}")
+        if mask.ndim != 2:
+            raise InputError(f"mask: expected a 2-D label image, got shape "
+                             f"{mask.shape}")
+        if mask.dtype == bool or not np.issubdtype(mask.dtype, np.integer):
+            raise InputError(
+                f"mask: expected integer labels, got dtype {mask.dtype}; convert "
+                "it to integers yourself so that no label is changed silently"
+            )
+        f = self.card.vae_scale_factor
+        if min(mask.shape) < max(f, 2):
+            raise InputError(f"mask: shape {mask.shape} is too small; each side "
+                             f"needs at least {max(f, 2)} pixels")
+        self.card.classes.validate_mask(mask)
+        if not (isinstance(guidance_scale, int | float)
+                and math.isfinite(guidance_scale) and guidance_scale >= 0):
+            raise InputError(f"guidance_scale: must be a number >= 0, got "
+                             f"{guidance_scale!r}")
+        if not isinstance(num_inference_steps, int | np.integer) or \
+                num_inference_steps < 1:
+            raise InputError(f"num_inference_steps: must be an integer >= 1, got "
+                             f"{num_inference_steps!r}")
+        if not isinstance(seed, int | np.integer) or seed < 0:
+            raise InputError(f"seed: must be an integer >= 0, got {seed!r}")
+        if not isinstance(window_batch, int | np.integer) or window_batch < 1:
+            raise InputError(f"window_batch: must be an integer >= 1, got "
+                             f"{window_batch!r}")
+        if isinstance(strategy, DiffInfinite) and \
+                float(scheduler.init_noise_sigma) != 1.0:
+            raise InputError(
+                f"strategy: diffinfinite takes DDIM steps on a variance-preserving "
+                f"schedule; scheduler {type(scheduler).__name__} is not one. Use "
+                "dpm++, ddim, ddpm or unipc"
+            )
+        max_steps = scheduler.config.num_train_timesteps
+        if num_inference_steps > max_steps:
+            raise InputError(f"num_inference_steps: at most {max_steps} (the "
+                             f"training steps), got {num_inference_steps}")
+        return mask
+
+    # -- synthesis ---------------------------------------------------------------------
+    def prepare(
+        self,
+        mask,
+        guidance_scale: float = DEFAULT_GUIDANCE,
+        num_inference_steps: int = DEFAULT_STEPS,
+        scheduler: str = DEFAULT_SCHEDULER,
+        strategy: str = DEFAULT_STRATEGY,
+        seed: int = 0,
+        window_batch: int = DEFAULT_WINDOW_BATCH,
+        stride: int | None = None,
+        store: str | CanvasStore = "auto",
+        store_path: str | Path | None = None,
+        chunk: int = DEFAULT_CHUNK,
+        preview_every: int = 5,
+    ) -> SynthesisRun:
+        """Check inputs and set up a :class:`SynthesisRun` without running it.
+
+        See :meth:`__call__` for the parameters.
+        """
+        # 1. Check inputs (and build the scheduler and strategy they name)
+        sampler = make_scheduler(scheduler, self.scheduler.config)
+        strat = get_strategy(strategy, stride=stride)
+        mask = self.check_inputs(mask, guidance_scale, num_inference_steps, seed,
+                                 window_batch, strat, sampler)
+        card = self.card
+        f = card.vae_scale_factor
+
+        # 2. Conditioning: per-pixel class channels, null = all unknown
+        conditioning = MaskConditioning(mask, card.num_classes, factor=f)
+        denoiser = GuidedDenoiser(self.unet, guidance_scale, self.unet.device,
+                                  self.unet.dtype)
+
+        # 3. The canvas: pixels, or latents at 1/f of the mask size
+        H, W = mask.shape
+        channels = self.unet.config.out_channels
+        canvas_shape = (channels, math.ceil(H / f), math.ceil(W / f))
+        if not isinstance(store, CanvasStore):
+            store = open_store(store, (H, W), store_path, chunk=chunk)
+        store.set_attrs(settings=self.settings_for(
+            mask, guidance_scale, num_inference_steps, scheduler, strat.settings(),
+            seed, window_batch, chunk))
+
+        # 4. The engine that will denoise it
+        engine = SynthesisEngine(
+            denoiser=denoiser, scheduler=sampler, conditioning=conditioning,
+            store=store, strategy=strat, canvas_shape=canvas_shape,
+            image_shape=(H, W), window=card.latent_patch_size,
+            num_inference_steps=int(num_inference_steps), seed=int(seed),
+            window_batch=int(window_batch), chunk=chunk, vae=self.vae,
+            latent_scaling=card.latent_scaling, factor=f,
+            preview_every=preview_every,
+        )
+        return SynthesisRun(engine, mask, store.attrs["settings"])
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        mask,
+        guidance_scale: float = DEFAULT_GUIDANCE,
+        num_inference_steps: int = DEFAULT_STEPS,
+        scheduler: str = DEFAULT_SCHEDULER,
+        strategy: str = DEFAULT_STRATEGY,
+        seed: int = 0,
+        window_batch: int = DEFAULT_WINDOW_BATCH,
+        stride: int | None = None,
+        store: str | CanvasStore = "auto",
+        store_path: str | Path | None = None,
+        chunk: int = DEFAULT_CHUNK,
+        callback=None,
+    ) -> HistoDiffOutput:
+        """Synthesise an image that follows ``mask``.
+
+        Parameters
+        ----------
+        mask : np.ndarray
+            (H, W) integer labels, ids among the model's classes (0 = unknown).
+            Any size: the canvas is denoised window by window.
+        guidance_scale : float
+            Classifier-free guidance ``w >= 0``: ``null + w * (cond - null)``;
+            1 is plain conditional, 0 ignores the mask.
+        num_inference_steps : int
+            Denoising steps.
+        scheduler : str
+            ``dpm++`` (default), ``ddim``, ``ddpm``, ``euler``, ``unipc`` or a
+            diffusers scheduler class name.
+        strategy : str
+            ``random-shift`` (default), ``tiled``, ``multidiffusion``,
+            ``diffinfinite``.
+        seed : int
+            The same seed and settings give the same pixels.
+        window_batch : int
+            Windows per UNet call.
+        stride : int, optional
+            Window stride of ``multidiffusion`` (default half a window).
+        store : {"auto", "memory", "zarr"} or CanvasStore
+            Where the canvas lives; ``auto`` puts large canvases on disk.
+        store_path : path, optional
+            Folder of a zarr store.
+        chunk : int
+            Side of the chunks the scheduler steps.
+        callback : callable, optional
+            Called with every event; return ``False`` to cancel.
+
+        Returns
+        -------
+        HistoDiffOutput
+        """
+        # 1.-4. Check inputs, prepare conditioning, canvas and engine
+        run = self.prepare(mask, guidance_scale, num_inference_steps, scheduler,
+                           strategy, seed, window_batch, stride, store, store_path,
+                           chunk)
+        # 5. Denoise, reporting events
+        for event in run.events():
+            if callback is not None and callback(event) is False:
+                run.cancel()
+        # 6. Collect the image
+        return run.output()
+
+    def stream(self, mask, **kwargs) -> SynthesisRun:
+        """Like ``__call__`` but returns the run to iterate (for GUIs)."""
+        return self.prepare(mask, **kwargs)
+
+    def settings_for(self, mask, guidance_scale, steps, scheduler, strategy: dict,
+                     seed, window_batch, chunk) -> dict[str, Any]:
+        """The settings recorded with every output, enough to reproduce it."""
+        return {
+            "software": f"napari-histodiff {__version__}",
+            "model": self.source,
+            "model_provenance": self.card.provenance,
+            "seed": int(seed),
+            "num_inference_steps": int(steps),
+            "guidance_scale": float(guidance_scale),
+            "scheduler": scheduler,
+            **strategy,
+            "window_batch": int(window_batch),
+            "chunk": int(chunk),
+            "size": [int(v) for v in mask.shape],
+            "mask_sha256": hashlib.sha256(
+                np.ascontiguousarray(mask).tobytes()).hexdigest(),
+            "device": str(self.unet.device),
+            "dtype": str(self.unet.dtype).replace("torch.", ""),
+        }
+
+

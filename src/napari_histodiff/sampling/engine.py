@@ -1,0 +1,259 @@
+"""The synthesis engine: denoise a canvas of any size window by window.
+
+The engine owns the loop; a :class:`~.strategies.Strategy` only says which
+windows to evaluate. It works on a :class:`~.store.CanvasStore` so the same
+code serves small canvases in memory and whole-slide canvases on disk, and it
+is a generator of :mod:`.events`: every event is a moment where the consumer
+may look at the store (``preview``, ``image``) or cancel.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..conditioning import take_2d
+from .decode import decode_tiled, to_uint8
+from .events import (
+    CancelledEvent,
+    Event,
+    FinishedEvent,
+    RegionDoneEvent,
+    StartEvent,
+    StepEvent,
+    WindowsEvent,
+)
+from .stepper import ChunkedSchedulerStepper
+from .store import CanvasStore
+from .strategies import DiffInfinite, Strategy, batched
+from .windows import Window
+
+DEFAULT_WINDOW_BATCH = 8
+DEFAULT_CHUNK = 256
+
+
+class Cancelled(Exception):
+    """Raised inside the engine loop when a cancel was requested."""
+
+
+class SynthesisEngine:
+    """Runs one synthesis over a canvas store.
+
+    Parameters
+    ----------
+    denoiser : GuidedDenoiser
+        The guided UNet over window batches.
+    scheduler : diffusers scheduler
+        A fresh scheduler (the engine calls ``set_timesteps``).
+    conditioning : Conditioning
+        Gives the conditional and null channels of each window.
+    store : CanvasStore
+        Where the canvas, previews and the final image live.
+    strategy : Strategy
+    canvas_shape : (C, h, w)
+        Shape of the diffusion canvas (latent shape for latent models).
+    image_shape : (H, W)
+        Output image size in pixels.
+    window : int
+        Window side on the canvas.
+    num_inference_steps : int
+    seed : int
+        Seeds the initial noise, stochastic solver noise and window positions.
+    window_batch : int
+        Windows per UNet call (the conditional and null branch double it).
+    chunk : int
+        Side of the chunks the scheduler steps (canvas pixels).
+    vae : AutoencoderKL or None
+        Decoder for latent models.
+    latent_scaling : float
+    factor : int
+        Image pixels per canvas pixel along a side (the VAE factor, else 1).
+    preview_every : int
+        Latent models: decode a preview every this many steps (pixel models
+        update the preview every step at no cost).
+    """
+
+    def __init__(self, *, denoiser, scheduler, conditioning, store: CanvasStore,
+                 strategy: Strategy, canvas_shape, image_shape, window: int,
+                 num_inference_steps: int, seed: int,
+                 window_batch: int = DEFAULT_WINDOW_BATCH,
+                 chunk: int = DEFAULT_CHUNK, vae=None, latent_scaling: float = 1.0,
+                 factor: int = 1, preview_every: int = 5):
+        self.denoiser = denoiser
+        self.scheduler = scheduler
+        self.conditioning = conditioning
+        self.store = store
+        self.strategy = strategy
+        self.canvas_shape = tuple(int(v) for v in canvas_shape)
+        self.image_shape = tuple(int(v) for v in image_shape)
+        self.window = int(window)
+        self.num_inference_steps = int(num_inference_steps)
+        self.seed = int(seed)
+        self.window_batch = int(window_batch)
+        self.chunk = int(chunk)
+        self.vae = vae
+        self.latent_scaling = float(latent_scaling)
+        self.factor = int(factor)
+        self.preview_every = max(1, int(preview_every))
+        self._cancel = threading.Event()
+        self.windows_evaluated = 0
+        self.windows_per_step: list[int] = []
+        self.steps_done = 0
+
+    # -- control ------------------------------------------------------------------
+    def cancel(self) -> None:
+        """Ask the run to stop at the next window batch (thread-safe)."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def _check(self) -> None:
+        if self._cancel.is_set():
+            raise Cancelled
+
+    # -- the run ------------------------------------------------------------------
+    def run(self) -> Iterator[Event]:
+        """Run the synthesis, yielding events; the result is in ``store['image']``."""
+        start = time.perf_counter()
+        c, h, w = self.canvas_shape
+        H, W = self.image_shape
+        st = self.store
+        st.create("latents", (c, h, w), np.float32)
+        st.create("model_output", (c, h, w), np.float32)
+        st.create("preview", (3, H, W), np.uint8)
+        st.create("image", (3, H, W), np.uint8)
+        if self.vae is not None:
+            st.create("x0", (c, h, w), np.float32)
+        st.set_attrs(status="running", step=0, total_steps=self.num_inference_steps)
+        self.scheduler.set_timesteps(self.num_inference_steps)
+        self.stepper = ChunkedSchedulerStepper(self.scheduler, st, self.chunk,
+                                               self.seed)
+        self.stepper.init_noise()
+        yield StartEvent(
+            total_steps=self.num_inference_steps,
+            windows_per_step=self.strategy.expected_windows_per_step(
+                h, w, self.window),
+            shape=(H, W),
+        )
+        try:
+            if isinstance(self.strategy, DiffInfinite):
+                from .diffinfinite import run_diffinfinite
+
+                yield from run_diffinfinite(self)
+            else:
+                yield from self._run_grid()
+            self._check()
+            yield from self._finish()
+        except Cancelled:
+            st.set_attrs(status="cancelled", step=self.steps_done)
+            yield CancelledEvent(step=self.steps_done)
+            return
+        st.set_attrs(status="complete", step=self.steps_done)
+        yield FinishedEvent(
+            steps=self.steps_done,
+            windows=self.windows_evaluated,
+            seconds=time.perf_counter() - start,
+            unet_seconds=self.denoiser.unet_seconds,
+        )
+
+    def _run_grid(self) -> Iterator[Event]:
+        c, h, w = self.canvas_shape
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7]))
+        lat, out = self.store["latents"], self.store["model_output"]
+        timesteps = list(self.scheduler.timesteps)
+        for k, t in enumerate(timesteps):
+            wins = self.strategy.windows(k, h, w, self.window, rng)
+            if self.strategy.overlapping:
+                out[...] = 0.0
+                weight = self.store.create("weight", (h, w), np.float32)
+            done = 0
+            for batch in batched(wins, self.window_batch):
+                eps = self.evaluate(batch, t, lat)
+                for win, e in zip(batch, eps, strict=True):
+                    cy, cx, wy, wx = win.inside(h, w)
+                    if self.strategy.overlapping:
+                        out[:, cy, cx] = out[:, cy, cx] + e[:, wy, wx]
+                        weight[cy, cx] = weight[cy, cx] + 1.0
+                    else:
+                        out[:, cy, cx] = e[:, wy, wx]
+                done += len(batch)
+                yield WindowsEvent(step=k, done=done, total=len(wins))
+                self._check()
+            if self.strategy.overlapping:
+                for sy, sx in self.stepper.regions:
+                    out[:, sy, sx] = out[:, sy, sx] / weight[sy, sx]
+            self.windows_per_step.append(len(wins))
+            yield from self._step_canvas(k, t, last=k == len(timesteps) - 1)
+
+    def evaluate(self, batch: list[Window], t, source) -> np.ndarray:
+        """Guided model output for a batch of windows read from ``source``."""
+        _, h, w = self.canvas_shape
+        xs = [take_2d(source, *win.indices(h, w)) for win in batch]
+        return self.evaluate_arrays(batch, xs, t)
+
+    def evaluate_arrays(self, batch: list[Window], xs: list[np.ndarray], t):
+        """Guided model output for windows whose noisy contents are ``xs``."""
+        import torch
+
+        _, h, w = self.canvas_shape
+        conds = [self.conditioning.window(*win.indices(h, w)) for win in batch]
+        x_in = self.scheduler.scale_model_input(torch.from_numpy(np.stack(xs)), t)
+        cond = np.stack(conds)
+        null = np.broadcast_to(
+            self.conditioning.null(self.window, self.window), cond.shape
+        )
+        self.windows_evaluated += len(batch)
+        return self.denoiser(x_in.numpy(), t, cond, null)
+
+    def _step_canvas(self, k: int, t, last: bool) -> Iterator[Event]:
+        regions = []
+        for (sy, sx), x0 in self.stepper.step(k, t):
+            if self.vae is None:
+                self.store["preview"][:, sy, sx] = to_uint8(x0)
+            else:
+                self.store["x0"][:, sy, sx] = x0
+            regions.append(self._pixel_region(sy, sx))
+        self.steps_done = k + 1
+        self.store.set_attrs(step=self.steps_done)
+        if self.vae is not None and not last and (k + 1) % self.preview_every == 0:
+            regions = list(self.decode("x0", "preview"))
+        yield StepEvent(step=k + 1, total_steps=self.num_inference_steps,
+                        timestep=int(t), regions=regions,
+                        windows=self.windows_per_step[-1] if self.windows_per_step
+                        else 0)
+
+    def _pixel_region(self, sy: slice, sx: slice):
+        f = self.factor
+        H, W = self.image_shape
+        return (sy.start * f, min(sy.stop * f, H), sx.start * f, min(sx.stop * f, W))
+
+    def decode(self, source: str, target: str):
+        """Tiled, Hann-blended VAE decode of a latent array into uint8 pixels."""
+        p = next(self.vae.parameters())
+        yield from decode_tiled(
+            self.vae, self.store, source, target, self.image_shape, self.window,
+            self.latent_scaling, p.device, p.dtype,
+        )
+
+    def _finish(self) -> Iterator[Event]:
+        """Write the final image and report each finished region."""
+        st = self.store
+        if self.vae is None:
+            lat, img, prev = st["latents"], st["image"], st["preview"]
+            for sy, sx in self.stepper.regions:
+                pix = to_uint8(lat[:, sy, sx])
+                img[:, sy, sx] = pix
+                prev[:, sy, sx] = pix
+                yield RegionDoneEvent(region=self._pixel_region(sy, sx))
+        else:
+            for region in self.decode("latents", "image"):
+                y0, y1, x0, x1 = region
+                st["preview"][:, y0:y1, x0:x1] = st["image"][:, y0:y1, x0:x1]
+                yield RegionDoneEvent(region=region)
+        for name in ("model_output", "weight", "x0", "previous"):
+            st.delete(name)
