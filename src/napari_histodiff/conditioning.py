@@ -135,7 +135,8 @@ class GuidedDenoiser:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        out = self.unet(inp, tt).sample
+        with torch.no_grad():
+            out = self.unet(inp, tt).sample
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         self.unet_seconds += time.perf_counter() - start

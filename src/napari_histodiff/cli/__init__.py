@@ -27,6 +27,7 @@ _SUBCOMMAND_MODULES = (
     "train",
     "study",
     "bench",
+    "demo",
 )
 
 

@@ -1,0 +1,139 @@
+"""``histodiff generate``: synthesise an image from a mask."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..sampling.engine import DEFAULT_WINDOW_BATCH
+from ..sampling.strategies import DEFAULT_STRATEGY, STRATEGIES
+from ..schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, scheduler_names
+from ._common import (
+    add_device_args,
+    check_new_output,
+    nonneg_float,
+    nonneg_int,
+    positive_int,
+    progress,
+)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "generate", help="synthesise an image that follows a mask",
+        description="Synthesise a histology image that follows a label mask and "
+        "write it as OME-Zarr with the mask as its label image.")
+    p.add_argument("--model", required=True, help="model directory, or 'demo'")
+    p.add_argument("--mask", required=True,
+                   help="label mask: PNG/TIFF of integer ids, or .npy")
+    p.add_argument("--out", required=True, help="output OME-Zarr folder (OUT.zarr)")
+    p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS,
+                   help=f"denoising steps (default {DEFAULT_STEPS})")
+    p.add_argument("--guidance", type=nonneg_float, default=2.0,
+                   help="classifier-free guidance scale w >= 0; 1 = plain "
+                   "conditional, 0 ignores the mask (default 2)")
+    p.add_argument("--scheduler", default=DEFAULT_SCHEDULER,
+                   help=f"one of {', '.join(scheduler_names())} or a diffusers "
+                   f"scheduler class (default {DEFAULT_SCHEDULER})")
+    p.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=list(STRATEGIES),
+                   help=f"window strategy (default {DEFAULT_STRATEGY})")
+    p.add_argument("--stride", type=positive_int, default=None,
+                   help="window stride of multidiffusion (default half a window)")
+    p.add_argument("--window-batch", type=positive_int, default=DEFAULT_WINDOW_BATCH,
+                   help=f"windows per UNet call (default {DEFAULT_WINDOW_BATCH})")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--store", choices=("auto", "memory", "zarr"), default="auto",
+                   help="where the canvas lives while it is denoised; auto puts "
+                   "large canvases on disk beside the output")
+    p.add_argument("--preview", default=None, help="also write a PNG preview")
+    p.add_argument("--side-by-side", default=None,
+                   help="also write a PNG of mask | image")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..io.masks import read_mask
+
+    out = Path(args.out)
+    # Check everything cheap before the model loads.
+    check_new_output(out, args.overwrite, "out")
+    for name in ("preview", "side_by_side"):
+        if getattr(args, name):
+            check_new_output(Path(getattr(args, name)), args.overwrite,
+                             name.replace("_", "-"))
+    mask = read_mask(args.mask)
+    result = generate_to_files(
+        model=args.model, mask=mask, out=out, steps=args.steps,
+        guidance=args.guidance, scheduler=args.scheduler, strategy=args.strategy,
+        stride=args.stride, window_batch=args.window_batch, seed=args.seed,
+        store=args.store, device=args.device, fp16=args.fp16,
+        preview=args.preview, side_by_side=args.side_by_side,
+        overwrite=args.overwrite, quiet=args.quiet)
+    s = result["stats"]
+    print(f"wrote {out} ({mask.shape[0]}x{mask.shape[1]}, {args.strategy}, "
+          f"{args.steps} steps, guidance {args.guidance}, seed {args.seed}) in "
+          f"{s['seconds']:.1f} s, {s['windows']} windows")
+    for name in ("preview", "side_by_side"):
+        if result.get(name):
+            print(f"wrote {result[name]}")
+    return 0
+
+
+def generate_to_files(*, model, mask, out: Path, steps, guidance, scheduler,
+                      strategy, stride, window_batch, seed, store, device, fp16,
+                      preview=None, side_by_side=None, overwrite=False,
+                      quiet=False) -> dict:
+    """Load the model, synthesise, write OME-Zarr (and PNGs); return a summary."""
+    import numpy as np
+
+    from ..io.omezarr import write_synthesis
+    from ..io.preview import colorize, save_png
+    from ..io.preview import side_by_side as sheet
+    from ..model_io import prepare_output
+    from ..pipeline import HistoDiffPipeline
+    from ..sampling.events import StepEvent, WindowsEvent
+
+    pipe = HistoDiffPipeline.from_pretrained(model, device=device, fp16=fp16)
+    pipe.card.classes.validate_mask(mask, "mask")
+    work = None
+    if store in ("auto", "zarr"):
+        work = Path(tempfile.mkdtemp(prefix=".histodiff-canvas-",
+                                     dir=out.parent if out.parent.exists() else None))
+    try:
+        run = pipe.stream(mask, guidance_scale=guidance, num_inference_steps=steps,
+                          scheduler=scheduler, strategy=strategy, stride=stride,
+                          seed=seed, window_batch=window_batch, store=store,
+                          store_path=work)
+        with progress(steps, "denoising", quiet) as bar:
+            for event in run.events():
+                if isinstance(event, StepEvent):
+                    bar.update(1)
+                elif isinstance(event, WindowsEvent) and event.total:
+                    bar.set_postfix_str(f"windows {event.done}/{event.total}")
+        output = run.output()
+        prepare_output(out, overwrite, "out")
+        write_synthesis(out, run.store["image"], mask, pipe.card.classes,
+                        output.settings, pipe.card.microns_per_pixel)
+        result = {"out": str(out), "stats": output.stats}
+        if preview or side_by_side:
+            from ..io.omezarr import read_synthesis
+
+            data = read_synthesis(out)
+            small = np.moveaxis(np.asarray(data["image"][-1]), 0, -1)
+            if preview:
+                result["preview"] = str(save_png(preview, small))
+            if side_by_side:
+                small_mask = np.asarray(data["mask"][-1])
+                result["side_by_side"] = str(save_png(
+                    side_by_side, sheet(colorize(small_mask, pipe.card.classes),
+                                        small)))
+        return result
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Reading masks and writing/reading the project's image files."""
