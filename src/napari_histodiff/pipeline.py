@@ -231,6 +231,39 @@ class HistoDiffPipeline(DiffusionPipeline):
                              f"training steps), got {num_inference_steps}")
         return mask
 
+    def _check_context(self, mask, context_image, regenerate, strategy, scheduler):
+        """Validate region-regeneration inputs; return canvas context and keep."""
+        if context_image is None and regenerate is None:
+            return None, None
+        if context_image is None or regenerate is None:
+            raise InputError("context_image and regenerate: give both to "
+                             "regenerate a region, or neither")
+        context_image = np.asarray(context_image)
+        regenerate = np.asarray(regenerate)
+        if context_image.shape != (*mask.shape, 3) or context_image.dtype != np.uint8:
+            raise InputError(
+                f"context_image: expected uint8 of shape {(*mask.shape, 3)} (the "
+                f"mask's size, RGB), got {context_image.dtype} {context_image.shape}")
+        if regenerate.shape != mask.shape or regenerate.dtype != bool:
+            raise InputError(f"regenerate: expected a bool array of shape "
+                             f"{mask.shape}, got {regenerate.dtype} "
+                             f"{regenerate.shape}")
+        if not regenerate.any():
+            raise InputError("regenerate: no pixel is marked for regeneration")
+        if self.card.space != "pixel":
+            raise InputError("context_image: region regeneration supports "
+                             "pixel-space models only in this version")
+        if isinstance(strategy, DiffInfinite):
+            raise InputError("strategy: region regeneration works with "
+                             "random-shift, tiled or multidiffusion, not "
+                             "diffinfinite")
+        if float(scheduler.init_noise_sigma) != 1.0:
+            raise InputError(f"scheduler: region regeneration needs a "
+                             f"variance-preserving scheduler (dpm++, ddim, ddpm, "
+                             f"unipc), not {type(scheduler).__name__}")
+        context = np.moveaxis(context_image.astype(np.float32) / 127.5 - 1.0, -1, 0)
+        return np.ascontiguousarray(context), ~regenerate
+
     # -- synthesis ---------------------------------------------------------------------
     def prepare(
         self,
@@ -246,6 +279,8 @@ class HistoDiffPipeline(DiffusionPipeline):
         store_path: str | Path | None = None,
         chunk: int = DEFAULT_CHUNK,
         preview_every: int = 5,
+        context_image=None,
+        regenerate=None,
     ) -> SynthesisRun:
         """Check inputs and set up a :class:`SynthesisRun` without running it.
 
@@ -256,6 +291,8 @@ class HistoDiffPipeline(DiffusionPipeline):
         strat = get_strategy(strategy, stride=stride)
         mask = self.check_inputs(mask, guidance_scale, num_inference_steps, seed,
                                  window_batch, strat, sampler)
+        context, keep = self._check_context(mask, context_image, regenerate, strat,
+                                            sampler)
         card = self.card
         f = card.vae_scale_factor
 
@@ -282,7 +319,7 @@ class HistoDiffPipeline(DiffusionPipeline):
             num_inference_steps=int(num_inference_steps), seed=int(seed),
             window_batch=int(window_batch), chunk=chunk, vae=self.vae,
             latent_scaling=card.latent_scaling, factor=f,
-            preview_every=preview_every,
+            preview_every=preview_every, context=context, keep=keep,
         )
         return SynthesisRun(engine, mask, store.attrs["settings"])
 
@@ -300,6 +337,8 @@ class HistoDiffPipeline(DiffusionPipeline):
         store: str | CanvasStore = "auto",
         store_path: str | Path | None = None,
         chunk: int = DEFAULT_CHUNK,
+        context_image=None,
+        regenerate=None,
         callback=None,
     ) -> HistoDiffOutput:
         """Synthesise an image that follows ``mask``.
@@ -332,6 +371,12 @@ class HistoDiffPipeline(DiffusionPipeline):
             Folder of a zarr store.
         chunk : int
             Side of the chunks the scheduler steps.
+        context_image : np.ndarray, optional
+            (H, W, 3) uint8. With ``regenerate``: pixels not to regenerate are
+            held to this image throughout, so the regenerated ones fit their
+            surroundings; the output equals it outside ``regenerate``.
+        regenerate : np.ndarray, optional
+            (H, W) bool, True where new pixels are synthesised.
         callback : callable, optional
             Called with every event; return ``False`` to cancel.
 
@@ -342,7 +387,8 @@ class HistoDiffPipeline(DiffusionPipeline):
         # 1.-4. Check inputs, prepare conditioning, canvas and engine
         run = self.prepare(mask, guidance_scale, num_inference_steps, scheduler,
                            strategy, seed, window_batch, stride, store, store_path,
-                           chunk)
+                           chunk, context_image=context_image,
+                           regenerate=regenerate)
         # 5. Denoise, reporting events
         for event in run.events():
             if callback is not None and callback(event) is False:

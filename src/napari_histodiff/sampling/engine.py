@@ -74,6 +74,14 @@ class SynthesisEngine:
     preview_every : int
         Latent models: decode a preview every this many steps (pixel models
         update the preview every step at no cost).
+    context : np.ndarray, optional
+        (C, h, w) clean canvas values to hold where ``keep`` is True (region
+        regeneration): after every step those pixels are replaced by the
+        context noised to the step's level, so the regenerated pixels are
+        denoised in agreement with their surroundings, and at the end they
+        equal the context exactly.
+    keep : np.ndarray, optional
+        (h, w) bool, True where the context is held.
     """
 
     def __init__(self, *, denoiser, scheduler, conditioning, store: CanvasStore,
@@ -81,7 +89,8 @@ class SynthesisEngine:
                  num_inference_steps: int, seed: int,
                  window_batch: int = DEFAULT_WINDOW_BATCH,
                  chunk: int = DEFAULT_CHUNK, vae=None, latent_scaling: float = 1.0,
-                 factor: int = 1, preview_every: int = 5):
+                 factor: int = 1, preview_every: int = 5, context=None,
+                 keep=None):
         self.denoiser = denoiser
         self.scheduler = scheduler
         self.conditioning = conditioning
@@ -98,6 +107,8 @@ class SynthesisEngine:
         self.latent_scaling = float(latent_scaling)
         self.factor = int(factor)
         self.preview_every = max(1, int(preview_every))
+        self.context = context
+        self.keep = keep
         self._cancel = threading.Event()
         self.windows_evaluated = 0
         self.windows_per_step: list[int] = []
@@ -134,6 +145,8 @@ class SynthesisEngine:
         self.stepper = ChunkedSchedulerStepper(self.scheduler, st, self.chunk,
                                                self.seed)
         self.stepper.init_noise()
+        if self.context is not None:
+            self._hold_context(-1, int(self.scheduler.timesteps[0]))
         yield StartEvent(
             total_steps=self.num_inference_steps,
             windows_per_step=self.strategy.expected_windows_per_step(
@@ -210,9 +223,44 @@ class SynthesisEngine:
         self.windows_evaluated += len(batch)
         return self.denoiser(x_in.numpy(), t, cond, null)
 
+    def _hold_context(self, k: int, t_next: int | None) -> None:
+        """Hold the context in every chunk (see :meth:`_hold_chunk`)."""
+        for i, (sy, sx) in enumerate(self.stepper.regions):
+            self._hold_chunk(k, t_next, i, sy, sx)
+
+    def _hold_chunk(self, k: int, t_next: int | None, i: int, sy: slice,
+                    sx: slice) -> None:
+        """Set held pixels of chunk ``i`` to the context noised to ``t_next``.
+
+        ``t_next`` None means the clean end of sampling: the context itself.
+        """
+        import torch
+
+        from .stepper import chunk_seed
+
+        keep = self.keep[sy, sx]
+        if not keep.any():
+            return
+        lat = self.store["latents"]
+        ctx = self.context[:, sy, sx]
+        if t_next is None:
+            held = ctx
+        else:
+            g = torch.Generator().manual_seed(chunk_seed(self.seed + 1_000_003, k, i))
+            noise = torch.randn(ctx.shape, generator=g).numpy()
+            a = float(self.scheduler.alphas_cumprod[int(t_next)])
+            held = np.sqrt(a) * ctx + np.sqrt(1 - a) * noise
+        cur = np.asarray(lat[:, sy, sx])
+        lat[:, sy, sx] = np.where(keep[None], held, cur).astype(np.float32)
+
     def _step_canvas(self, k: int, t, last: bool) -> Iterator[Event]:
+        if self.context is not None:
+            ts = self.scheduler.timesteps
+            t_next = None if last else int(ts[k + 1])
         regions = []
-        for (sy, sx), x0 in self.stepper.step(k, t):
+        for i, ((sy, sx), x0) in enumerate(self.stepper.step(k, t)):
+            if self.context is not None:
+                self._hold_chunk(k, t_next, i, sy, sx)
             if self.vae is None:
                 self.store["preview"][:, sy, sx] = to_uint8(x0)
             else:
