@@ -9,21 +9,21 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-PIP_QUIET ?= -q
+PIP_FLAGS ?= -q
 
 .PHONY: demo test napari lint install install-test bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install $(PIP_QUIET) --upgrade pip
+	$(PIP) install $(PIP_FLAGS) --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(PY)
 	bash scripts/install-torch.sh $(PY)
-	$(PIP) install $(PIP_QUIET) -e ".[all]"
+	$(PIP) install $(PIP_FLAGS) -e ".[all]"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install $(PIP_QUIET) -e ".[all,testing]"
+	$(PIP) install $(PIP_FLAGS) -e ".[all,testing]"
 	touch $@
 
 install: $(VENV)/.installed
