@@ -58,44 +58,88 @@ def _register_create(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("out", metavar="OUT", help="study folder to create")
     p.add_argument(
-        "--real", nargs="+", required=True, metavar="PATH",
+        "--real",
+        nargs="+",
+        required=True,
+        metavar="PATH",
         help="real images: PNG/TIFF/JPEG files, .zarr folders, or folders of them",
     )
     p.add_argument(
-        "--synthetic", nargs="+", required=True, metavar="PATH",
+        "--synthetic",
+        nargs="+",
+        required=True,
+        metavar="PATH",
         help="synthetic images (same kinds as --real)",
     )
     p.add_argument(
-        "--design", choices=("single", "2afc", "rating"), default="single",
+        "--design",
+        choices=("single", "2afc", "rating"),
+        default="single",
         help="single: real or synthetic + confidence; 2afc: which of two tiles "
         "is synthetic; rating: realism 1-5 (default: single)",
     )
     p.add_argument(
-        "-n", "--tiles", type=int, default=50, metavar="N",
+        "-n",
+        "--tiles",
+        type=int,
+        default=50,
+        metavar="N",
         help="tiles per side (pairs for 2afc) (default: 50)",
     )
-    p.add_argument("--tile-size", type=int, default=256, metavar="PX",
-                   help="tile edge in pixels (default: 256)")
-    p.add_argument("--min-tissue", type=float, default=0.5, metavar="F",
-                   help="minimum tissue fraction of a tile, 0-1 (default: 0.5)")
-    p.add_argument("--training", type=int, default=0, metavar="N",
-                   help="training tiles per side (pairs for 2afc), shown with "
-                   "feedback and never counted (default: 0)")
-    p.add_argument("--allow-navigation", action="store_true",
-                   help="readers may go back to answered cases")
-    p.add_argument("--allow-change", action="store_true",
-                   help="readers may change answers (needs --allow-navigation)")
-    p.add_argument("--no-confidence", action="store_true",
-                   help="do not ask for a 1-5 confidence")
+    p.add_argument(
+        "--tile-size",
+        type=int,
+        default=256,
+        metavar="PX",
+        help="tile edge in pixels (default: 256)",
+    )
+    p.add_argument(
+        "--min-tissue",
+        type=float,
+        default=0.5,
+        metavar="F",
+        help="minimum tissue fraction of a tile, 0-1 (default: 0.5)",
+    )
+    p.add_argument(
+        "--training",
+        type=int,
+        default=0,
+        metavar="N",
+        help="training tiles per side (pairs for 2afc), shown with "
+        "feedback and never counted (default: 0)",
+    )
+    p.add_argument(
+        "--allow-navigation",
+        action="store_true",
+        help="readers may go back to answered cases",
+    )
+    p.add_argument(
+        "--allow-change",
+        action="store_true",
+        help="readers may change answers (needs --allow-navigation)",
+    )
+    p.add_argument(
+        "--no-confidence", action="store_true", help="do not ask for a 1-5 confidence"
+    )
     p.add_argument("--title", default="Reader study", help="title shown to readers")
     p.add_argument("--instructions", default="", help="instructions shown to readers")
-    p.add_argument("--seed", type=int, default=None,
-                   help="seed of the tile sampling (recorded in the key)")
-    p.add_argument("--key-out", default=None, metavar="KEY",
-                   help="write the truth key here, outside the folder readers get "
-                   "(recommended)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace OUT if it is a study without answers")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the tile sampling (recorded in the key)",
+    )
+    p.add_argument(
+        "--key-out",
+        default=None,
+        metavar="KEY",
+        help="write the truth key here, outside the folder readers get (recommended)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUT if it is a study without answers",
+    )
     p.set_defaults(func=_create)
 
 
@@ -114,8 +158,11 @@ def _register_take(sub: argparse._SubParsersAction) -> None:
     p.add_argument("study", metavar="STUDY", help="study folder")
     p.add_argument("--reader", required=True, help="your name (the same name resumes)")
     p.add_argument("--training", action="store_true", help="take the training set")
-    p.add_argument("--case-dir", default=None,
-                   help="folder for case.png (default: a temporary folder)")
+    p.add_argument(
+        "--case-dir",
+        default=None,
+        help="folder for case.png (default: a temporary folder)",
+    )
     p.set_defaults(func=_take)
 
 
@@ -127,14 +174,24 @@ def _register_report(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("study", metavar="STUDY", help="study folder")
     p.add_argument("--out", required=True, metavar="DIR", help="report folder")
-    p.add_argument("--key", default=None, metavar="KEY",
-                   help="truth key (default: STUDY/key/truth.json)")
-    p.add_argument("--answers", nargs="+", default=[], metavar="DB",
-                   help="answers from copies of the study taken elsewhere "
-                   "(answers.sqlite files or study folders)")
+    p.add_argument(
+        "--key",
+        default=None,
+        metavar="KEY",
+        help="truth key (default: STUDY/key/truth.json)",
+    )
+    p.add_argument(
+        "--answers",
+        nargs="+",
+        default=[],
+        metavar="DB",
+        help="answers from copies of the study taken elsewhere "
+        "(answers.sqlite files or study folders)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--overwrite", action="store_true",
-                   help="write into a non-empty DIR")
+    p.add_argument(
+        "--overwrite", action="store_true", help="write into a non-empty DIR"
+    )
     p.set_defaults(func=_report)
 
 
@@ -172,12 +229,16 @@ def _create(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     key = args.key_out or study.default_key_path
-    print(f"created {study.design} study {study.path}: {len(study.case_ids())} "
-          f"cases, {len(study.case_ids(True))} training cases")
+    print(
+        f"created {study.design} study {study.path}: {len(study.case_ids())} "
+        f"cases, {len(study.case_ids(True))} training cases"
+    )
     print(f"truth key: {key}")
     if args.key_out is None:
-        print("note: the key is inside the folder; move key/ elsewhere before "
-              "handing the folder to readers, and pass --key to `report`.")
+        print(
+            "note: the key is inside the folder; move key/ elsewhere before "
+            "handing the folder to readers, and pass --key to `report`."
+        )
     return 0
 
 
@@ -218,19 +279,31 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     print(f"{info['title']} ({study.path})")
-    print(f"  design: {s.design}; {n_cases} cases of {s.tile_size} px; "
-          f"{n_training} training cases")
-    print(f"  navigation: {'yes' if s.allow_navigation else 'no'}; changes: "
-          f"{'yes' if s.allow_change else 'no'}; confidence asked: "
-          f"{'yes' if s.ask_confidence else 'no'}")
-    print("  truth key: " + ("inside the folder (key/)" if info["key_inside_folder"]
-                             else "kept elsewhere"))
+    print(
+        f"  design: {s.design}; {n_cases} cases of {s.tile_size} px; "
+        f"{n_training} training cases"
+    )
+    print(
+        f"  navigation: {'yes' if s.allow_navigation else 'no'}; changes: "
+        f"{'yes' if s.allow_change else 'no'}; confidence asked: "
+        f"{'yes' if s.ask_confidence else 'no'}"
+    )
+    print(
+        "  truth key: "
+        + (
+            "inside the folder (key/)"
+            if info["key_inside_folder"]
+            else "kept elsewhere"
+        )
+    )
     if not readers:
         print("  readers: none yet")
     for r in readers:
         mark = " (training)" if r["mode"] == "training" else ""
-        print(f"  reader {r['name']}{mark}: {r['answered']} of {r['cases']} answered, "
-              f"last {r['updated']}")
+        print(
+            f"  reader {r['name']}{mark}: {r['answered']} of {r['cases']} answered, "
+            f"last {r['updated']}"
+        )
     return 0
 
 
@@ -248,12 +321,16 @@ def _report(args: argparse.Namespace) -> int:
     pooled = report.results.pooled
     print(f"report written to {report.folder} ({len(report.files)} files)")
     if report.results.design == "rating" and pooled.ratings is not None:
-        print(f"pooled: {pooled.n} ratings, AUC {pooled.ratings.auc:.3f}, "
-              f"Mann-Whitney p = {pooled.ratings.p_value:.3g}")
+        print(
+            f"pooled: {pooled.n} ratings, AUC {pooled.ratings.auc:.3f}, "
+            f"Mann-Whitney p = {pooled.ratings.p_value:.3g}"
+        )
     else:
         low, high = pooled.accuracy_ci
-        print(f"pooled: accuracy {pooled.accuracy:.3f} (95% CI {low:.3f}-{high:.3f}) "
-              f"over {pooled.n} answers, binomial p = {pooled.p_value:.3g}")
+        print(
+            f"pooled: accuracy {pooled.accuracy:.3f} (95% CI {low:.3f}-{high:.3f}) "
+            f"over {pooled.n} answers, binomial p = {pooled.p_value:.3g}"
+        )
     return 0
 
 
@@ -272,8 +349,9 @@ def _save_case(pixels, folder: Path) -> Path:
 
     tiles = list(pixels)
     if len(tiles) == 2:
-        gap = np.full((tiles[0].shape[0], max(8, tiles[0].shape[1] // 16), 3), 128,
-                      np.uint8)
+        gap = np.full(
+            (tiles[0].shape[0], max(8, tiles[0].shape[1] // 16), 3), 128, np.uint8
+        )
         image = np.concatenate([tiles[0], gap, tiles[1]], axis=1)
     else:
         image = tiles[0]
@@ -310,14 +388,18 @@ def _take(args: argparse.Namespace) -> int:
     from ..study import ReaderSession
     from ..study.designs import QUESTIONS
 
-    folder = Path(args.case_dir) if args.case_dir else Path(
-        tempfile.mkdtemp(prefix="histodiff-case-")
+    folder = (
+        Path(args.case_dir)
+        if args.case_dir
+        else Path(tempfile.mkdtemp(prefix="histodiff-case-"))
     )
     folder.mkdir(parents=True, exist_ok=True)
     with ReaderSession(args.study, args.reader, training=args.training) as session:
         settings = session.study.settings
-        print(settings.title + (" (TRAINING: answers are not counted)"
-                                if session.training else ""))
+        print(
+            settings.title
+            + (" (TRAINING: answers are not counted)" if session.training else "")
+        )
         if settings.instructions:
             print(settings.instructions)
         print(QUESTIONS[session.design])

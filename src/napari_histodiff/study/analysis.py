@@ -137,7 +137,8 @@ def collect_answers(
         tiles = key.tiles.get(answer.case_id, [])
         label = truth if study.design != "2afc" else "pair"
         sources = "; ".join(
-            f"{t.get('label', '?')}: {t.get('source', '?')} @ y={t.get('y')}, x={t.get('x')}"
+            f"{t.get('label', '?')}: {t.get('source', '?')} "
+            f"@ y={t.get('y')}, x={t.get('x')}"
             for t in tiles
         )
         rows.append(
@@ -188,9 +189,7 @@ class GroupResult:
 
 def _group(name: str, design: str, rows: Sequence[AnswerRow]) -> GroupResult:
     n = len(rows)
-    confusion = {
-        (t, a): 0 for t in truth_labels(design) for a in ANSWERS[design]
-    }
+    confusion = {(t, a): 0 for t in truth_labels(design) for a in ANSWERS[design]}
     for row in rows:
         confusion[(row.truth, row.answer)] += 1
     times = [row.seconds for row in rows]
@@ -201,15 +200,31 @@ def _group(name: str, design: str, rows: Sequence[AnswerRow]) -> GroupResult:
         real = [int(r.answer) for r in rows if r.truth == "real"]
         synthetic = [int(r.answer) for r in rows if r.truth == "synthetic"]
         return GroupResult(
-            name, n, 0, NAN, nan_pair, NAN, NAN, nan_pair, NAN, nan_pair,
-            confusion, {}, time_mean, time_median, rating_test(real, synthetic),
+            name,
+            n,
+            0,
+            NAN,
+            nan_pair,
+            NAN,
+            NAN,
+            nan_pair,
+            NAN,
+            nan_pair,
+            confusion,
+            {},
+            time_mean,
+            time_median,
+            rating_test(real, synthetic),
         )
     correct = sum(bool(r.correct) for r in rows)
     by_confidence = {}
     for level in LEVELS:
         at_level = [r for r in rows if r.confidence == level]
         if at_level:
-            by_confidence[level] = (len(at_level), sum(bool(r.correct) for r in at_level))
+            by_confidence[level] = (
+                len(at_level),
+                sum(bool(r.correct) for r in at_level),
+            )
     sensitivity = specificity = NAN
     sensitivity_ci = specificity_ci = nan_pair
     if design == "single":
@@ -217,8 +232,14 @@ def _group(name: str, design: str, rows: Sequence[AnswerRow]) -> GroupResult:
         positives = tp + confusion[("synthetic", "real")]
         tn = confusion[("real", "real")]
         negatives = tn + confusion[("real", "synthetic")]
-        sensitivity, sensitivity_ci = ratio(tp, positives), wilson_interval(tp, positives)
-        specificity, specificity_ci = ratio(tn, negatives), wilson_interval(tn, negatives)
+        sensitivity, sensitivity_ci = (
+            ratio(tp, positives),
+            wilson_interval(tp, positives),
+        )
+        specificity, specificity_ci = (
+            ratio(tn, negatives),
+            wilson_interval(tn, negatives),
+        )
     return GroupResult(
         name=name,
         n=n,

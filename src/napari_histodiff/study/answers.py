@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import HistodiffError, InputError
 
 DB_FORMAT = "napari-histodiff-study-answers"
 SCHEMA_VERSION = 1
@@ -144,7 +144,10 @@ class AnswerDB:
     def _connect(path: Path, mode: str, timeout: float) -> sqlite3.Connection:
         uri = f"{path.absolute().as_uri()}?mode={mode}"
         conn = sqlite3.connect(
-            uri, uri=True, timeout=timeout, isolation_level=None,
+            uri,
+            uri=True,
+            timeout=timeout,
+            isolation_level=None,
             check_same_thread=False,
         )
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
@@ -210,8 +213,8 @@ class AnswerDB:
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             raise InputError(
-                f"{path} is not a readable answers database ({exc}); restore it "
-                "from a copy of the study folder."
+                f"cannot use {path} as an answers database ({exc}); check that the "
+                "study folder is complete and writable, or restore it from a copy."
             ) from exc
         db = cls(conn, path)
         problem = None
@@ -241,7 +244,7 @@ class AnswerDB:
         self.close()
 
     def close(self) -> None:
-        """Fold the write-ahead log into the file (if no one else is reading) and close."""
+        """Fold the write-ahead log into the file (if nobody else reads), then close."""
         if self._conn is None:
             return
         try:
@@ -253,14 +256,24 @@ class AnswerDB:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; SQLite failures become a clear HistodiffError."""
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise HistodiffError(
+                f"could not write to the answers database {self.path} ({exc}); "
+                "nothing was saved. Check the disk and that the folder is "
+                "writable, then try again."
+            ) from exc
 
     @property
     def study_uid(self) -> str:
@@ -290,8 +303,13 @@ class AnswerDB:
                 "case_order, position, started_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
                 (
-                    " ".join(name.split()), name_key(name), mode, int(order_seed),
-                    json.dumps(list(case_order)), now, now,
+                    " ".join(name.split()),
+                    name_key(name),
+                    mode,
+                    int(order_seed),
+                    json.dumps(list(case_order)),
+                    now,
+                    now,
                 ),
             )
         record = self.reader(name, mode)
@@ -384,8 +402,15 @@ class AnswerDB:
             total = float(seconds) + (old[0] if old else 0.0)
             revision = old[1] + 1 if old else 1
             values = (
-                reader_id, case_id, int(position), answer, confidence, comment,
-                total, now, revision,
+                reader_id,
+                case_id,
+                int(position),
+                answer,
+                confidence,
+                comment,
+                total,
+                now,
+                revision,
             )
             conn.execute(
                 f"INSERT OR REPLACE INTO answers ({_ANSWER_COLUMNS}) "
@@ -396,8 +421,16 @@ class AnswerDB:
                 "INSERT INTO answer_log (reader_id, case_id, answer, confidence, "
                 "comment, seconds, answered_at, revision) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (reader_id, case_id, answer, confidence, comment, float(seconds),
-                 now, revision),
+                (
+                    reader_id,
+                    case_id,
+                    answer,
+                    confidence,
+                    comment,
+                    float(seconds),
+                    now,
+                    revision,
+                ),
             )
             conn.execute(
                 "UPDATE readers SET position = ?, updated_at = ? WHERE reader_id = ?",

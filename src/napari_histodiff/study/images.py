@@ -59,7 +59,9 @@ class RGBImage:
         dtype = np.dtype(array.dtype)
         channels = shape[0] if channel_first else shape[-1]
         if len(shape) == 2 or (len(shape) == 3 and channels == 1):
-            raise InputError(f"image {name!r} is grayscale (shape {shape}). {_HOW_TO_FIX}")
+            raise InputError(
+                f"image {name!r} is grayscale (shape {shape}). {_HOW_TO_FIX}"
+            )
         if len(shape) != 3 or channels not in (3, 4):
             raise InputError(
                 f"image {name!r} has shape {shape}; expected (y, x, 3) RGB or "
@@ -70,7 +72,7 @@ class RGBImage:
         self._array = array
         self._channel_first = channel_first
         self.name = name
-        self.height, self.width = (shape[1:] if channel_first else shape[:2])
+        self.height, self.width = shape[1:] if channel_first else shape[:2]
 
     @property
     def shape(self) -> tuple[int, int]:

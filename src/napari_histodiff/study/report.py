@@ -66,6 +66,11 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence]) -> P
     return path
 
 
+def _md(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def _fmt(value: float, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -87,13 +92,32 @@ def _fmt_ci(ci: tuple[float, float]) -> str:
 # -- CSV tables ---------------------------------------------------------------
 def _answers_csv(results: StudyResults, folder: Path) -> Path:
     header = [
-        "reader", "case_id", "position", "answer", "confidence", "comment",
-        "seconds", "answered_at", "revision", "truth", "correct", "sources",
+        "reader",
+        "case_id",
+        "position",
+        "answer",
+        "confidence",
+        "comment",
+        "seconds",
+        "answered_at",
+        "revision",
+        "truth",
+        "correct",
+        "sources",
     ]
     rows = [
         [
-            r.reader, r.case_id, r.position, r.answer, r.confidence, r.comment,
-            round(r.seconds, 3), r.answered_at, r.revision, r.truth, r.correct,
+            r.reader,
+            r.case_id,
+            r.position,
+            r.answer,
+            r.confidence,
+            r.comment,
+            round(r.seconds, 3),
+            r.answered_at,
+            r.revision,
+            r.truth,
+            r.correct,
             r.sources,
         ]
         for r in results.rows
@@ -103,20 +127,42 @@ def _answers_csv(results: StudyResults, folder: Path) -> Path:
 
 def _summary_csv(results: StudyResults, folder: Path) -> Path:
     header = [
-        "reader", "n", "correct", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
-        "p_value", "sensitivity", "sensitivity_ci_low", "sensitivity_ci_high",
-        "specificity", "specificity_ci_low", "specificity_ci_high",
-        "time_mean_s", "time_median_s", "rating_u", "rating_p_value", "rating_auc",
+        "reader",
+        "n",
+        "correct",
+        "accuracy",
+        "accuracy_ci_low",
+        "accuracy_ci_high",
+        "p_value",
+        "sensitivity",
+        "sensitivity_ci_low",
+        "sensitivity_ci_high",
+        "specificity",
+        "specificity_ci_low",
+        "specificity_ci_high",
+        "time_mean_s",
+        "time_median_s",
+        "rating_u",
+        "rating_p_value",
+        "rating_auc",
     ]
     rows = []
     for g in results.groups:
         ratings = g.ratings
         rows.append(
             [
-                g.name, g.n, g.correct if results.design != "rating" else None,
-                g.accuracy, *g.accuracy_ci, g.p_value,
-                g.sensitivity, *g.sensitivity_ci, g.specificity, *g.specificity_ci,
-                g.time_mean, g.time_median,
+                g.name,
+                g.n,
+                g.correct if results.design != "rating" else None,
+                g.accuracy,
+                *g.accuracy_ci,
+                g.p_value,
+                g.sensitivity,
+                *g.sensitivity_ci,
+                g.specificity,
+                *g.specificity_ci,
+                g.time_mean,
+                g.time_median,
                 ratings.u if ratings else None,
                 ratings.p_value if ratings else None,
                 ratings.auc if ratings else None,
@@ -131,7 +177,9 @@ def _confusion_csv(results: StudyResults, folder: Path) -> Path:
         for g in results.groups
         for (truth, answer), count in g.confusion.items()
     ]
-    return _write_csv(folder / "confusion.csv", ["reader", "truth", "answer", "count"], rows)
+    return _write_csv(
+        folder / "confusion.csv", ["reader", "truth", "answer", "count"], rows
+    )
 
 
 def _confidence_csv(results: StudyResults, folder: Path) -> Path:
@@ -204,10 +252,16 @@ def _plot_time(results: StudyResults, folder: Path) -> Path:
 
     fig = Figure(figsize=(1.2 + 0.8 * len(results.readers), 3.6))
     ax = fig.subplots()
-    data = [[r.seconds for r in results.rows if r.reader == g.name] for g in results.readers]
+    data = [
+        [r.seconds for r in results.rows if r.reader == g.name] for g in results.readers
+    ]
     ax.boxplot(data)
-    ax.set_xticks(range(1, len(data) + 1), [g.name for g in results.readers],
-                  rotation=30, ha="right")
+    ax.set_xticks(
+        range(1, len(data) + 1),
+        [g.name for g in results.readers],
+        rotation=30,
+        ha="right",
+    )
     ax.set_ylabel("seconds per case")
     return _save(fig, folder / "time_per_case.png")
 
@@ -219,12 +273,19 @@ def _plot_ratings(results: StudyResults, folder: Path) -> Path:
     fig = Figure(figsize=(4.8, 3.6))
     ax = fig.subplots()
     width = 0.38
-    for offset, label, colour in ((-width / 2, "real", "tab:blue"),
-                                  (width / 2, "synthetic", "tab:orange")):
+    for offset, label, colour in (
+        (-width / 2, "real", "tab:blue"),
+        (width / 2, "synthetic", "tab:orange"),
+    ):
         counts = [pooled.confusion[(label, str(k))] for k in LEVELS]
         total = sum(counts) or 1
-        ax.bar([k + offset for k in LEVELS], [c / total for c in counts], width,
-               label=label, color=colour)
+        ax.bar(
+            [k + offset for k in LEVELS],
+            [c / total for c in counts],
+            width,
+            label=label,
+            color=colour,
+        )
     ax.set_xticks(LEVELS)
     ax.set_xlabel("realism rating (1 = clearly synthetic, 5 = clearly real)")
     ax.set_ylabel("share of ratings")
@@ -252,7 +313,7 @@ def _markdown(study: Study, results: StudyResults, plots: list[Path]) -> str:
     ]
     for g in results.groups:
         lines.append(
-            f"| {g.name} | {g.n} | {n_cases if g.name != POOLED else '–'} | "
+            f"| {_md(g.name)} | {g.n} | {n_cases if g.name != POOLED else '–'} | "
             f"{_fmt(g.time_mean, 1)} | {_fmt(g.time_median, 1)} |"
         )
     if design != "rating":
@@ -275,7 +336,7 @@ def _markdown(study: Study, results: StudyResults, plots: list[Path]) -> str:
         lines += [header, rule]
         for g in results.groups:
             line = (
-                f"| {g.name} | {g.n} | {g.correct} | {_fmt(g.accuracy)} | "
+                f"| {_md(g.name)} | {g.n} | {g.correct} | {_fmt(g.accuracy)} | "
                 f"{_fmt_ci(g.accuracy_ci)} | {_fmt_p(g.p_value)} |"
             )
             if single:
@@ -291,9 +352,13 @@ def _markdown(study: Study, results: StudyResults, plots: list[Path]) -> str:
                 "and specificity do not apply; the confusion matrices below show "
                 "any preference for one side.",
             ]
-        lines += ["", "## Accuracy by confidence", "",
-                  "| reader | " + " | ".join(f"conf. {k}" for k in LEVELS) + " |",
-                  "|---|" + "---:|" * len(LEVELS)]
+        lines += [
+            "",
+            "## Accuracy by confidence",
+            "",
+            "| reader | " + " | ".join(f"conf. {k}" for k in LEVELS) + " |",
+            "|---|" + "---:|" * len(LEVELS),
+        ]
         for g in results.groups:
             cells = []
             for k in LEVELS:
@@ -302,7 +367,7 @@ def _markdown(study: Study, results: StudyResults, plots: list[Path]) -> str:
                     cells.append(f"{c / n:.2f} ({c}/{n})")
                 else:
                     cells.append("–")
-            lines.append(f"| {g.name} | " + " | ".join(cells) + " |")
+            lines.append(f"| {_md(g.name)} | " + " | ".join(cells) + " |")
     else:
         lines += [
             "",
@@ -313,7 +378,8 @@ def _markdown(study: Study, results: StudyResults, plots: list[Path]) -> str:
             "ratings; AUC: chance that a real tile is rated more realistic than "
             "a synthetic one (0.5 = no difference).",
             "",
-            "| reader | tiles | " + " | ".join(str(k) for k in LEVELS)
+            "| reader | tiles | "
+            + " | ".join(str(k) for k in LEVELS)
             + " | mean | U | p | AUC |",
             "|---|---|" + "---:|" * (len(LEVELS) + 4),
         ]
@@ -321,15 +387,20 @@ def _markdown(study: Study, results: StudyResults, plots: list[Path]) -> str:
             for label in ("real", "synthetic"):
                 counts = [g.confusion[(label, str(k))] for k in LEVELS]
                 total = sum(counts)
-                mean = sum(k * c for k, c in zip(LEVELS, counts, strict=True)) / total \
-                    if total else float("nan")
+                mean = (
+                    sum(k * c for k, c in zip(LEVELS, counts, strict=True)) / total
+                    if total
+                    else float("nan")
+                )
                 r = g.ratings
                 stats_cells = (
                     f"{_fmt(r.u, 1)} | {_fmt_p(r.p_value)} | {_fmt(r.auc)}"
-                    if label == "real" and r else " | | "
+                    if label == "real" and r
+                    else " | | "
                 )
                 lines.append(
-                    f"| {g.name} | {label} | " + " | ".join(map(str, counts))
+                    f"| {_md(g.name)} | {label} | "
+                    + " | ".join(map(str, counts))
                     + f" | {_fmt(mean, 2)} | {stats_cells} |"
                 )
     truths = truth_labels(design)
@@ -337,12 +408,16 @@ def _markdown(study: Study, results: StudyResults, plots: list[Path]) -> str:
     if design != "rating":  # for ratings the table above is the matrix
         lines += ["", "## Confusion matrices", ""]
     for g in results.groups if design != "rating" else []:
-        lines += [f"**{g.name}**", "",
-                  f"| {truth_title} \\ answer | " + " | ".join(ANSWERS[design]) + " |",
-                  "|---|" + "---:|" * len(ANSWERS[design])]
+        lines += [
+            f"**{_md(g.name)}**",
+            "",
+            f"| {truth_title} \\ answer | " + " | ".join(ANSWERS[design]) + " |",
+            "|---|" + "---:|" * len(ANSWERS[design]),
+        ]
         for t in truths:
             lines.append(
-                f"| {t} | " + " | ".join(str(g.confusion[(t, a)]) for a in ANSWERS[design])
+                f"| {t} | "
+                + " | ".join(str(g.confusion[(t, a)]) for a in ANSWERS[design])
                 + " |"
             )
         lines.append("")
@@ -358,7 +433,9 @@ def _markdown(study: Study, results: StudyResults, plots: list[Path]) -> str:
             "| reader A | reader B | shared cases | Cohen's kappa |",
             "|---|---|---:|---:|",
         ]
-        lines += [f"| {x} | {y} | {n} | {_fmt(k)} |" for x, y, n, k in a.pairs]
+        lines += [
+            f"| {_md(x)} | {_md(y)} | {n} | {_fmt(k)} |" for x, y, n, k in a.pairs
+        ]
         if design == "rating":
             lines += ["", "Ratings are compared as five nominal categories."]
     if plots:

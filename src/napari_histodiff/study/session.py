@@ -77,6 +77,11 @@ def check_reader_name(name: str) -> str:
     cleaned = " ".join(str(name).split())
     if not cleaned:
         raise InputError("reader name is empty; enter your name or initials.")
+    if cleaned.casefold() == "pooled":
+        raise InputError(
+            "reader name 'pooled' is reserved for the results of all readers "
+            "together; use another name."
+        )
     if len(cleaned) > MAX_NAME_LENGTH:
         raise InputError(
             f"reader name {cleaned[:20]!r}... is longer than {MAX_NAME_LENGTH} "
@@ -306,7 +311,9 @@ class ReaderSession:
         answer = check_answer(self.design, answer)
         if confidence is None or confidence == "":
             if self.needs_confidence:
-                raise InputError("confidence is missing; choose 1 (guess) to 5 (certain).")
+                raise InputError(
+                    "confidence is missing; choose 1 (guess) to 5 (certain)."
+                )
             level = None
         else:
             level = check_level(confidence)
@@ -317,11 +324,7 @@ class ReaderSession:
             # the next unanswered case (there is no way back to skipped ones)
             answered = set(self._answers) | {case_id}
             next_position = next(
-                (
-                    i
-                    for i, cid in enumerate(self.order)
-                    if cid not in answered
-                ),
+                (i for i, cid in enumerate(self.order) if cid not in answered),
                 self.n_cases,
             )
         record = self._db.save_answer(

@@ -63,7 +63,9 @@ def binomial_p_value(successes: int, n: int, chance: float = 0.5) -> float:
         return NAN
     from scipy.stats import binomtest
 
-    return float(binomtest(int(successes), int(n), chance, alternative="two-sided").pvalue)
+    return float(
+        binomtest(int(successes), int(n), chance, alternative="two-sided").pvalue
+    )
 
 
 def ratio(numerator: float, denominator: float) -> float:

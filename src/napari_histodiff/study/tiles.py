@@ -7,10 +7,11 @@ a pixel is tissue when ``value >= MIN_VALUE`` and
 (``saturation >= MIN_SATURATION`` or ``luma <= MAX_BACKGROUND_LUMA``).
 A tile is usable when its tissue fraction is at least ``min_tissue``.
 
-Tiles lie on a grid of non-overlapping positions (with a random offset per
-image), so no two sampled tiles share a pixel. Images are visited in turn,
-each in its own random order, so that every image contributes about the same
-number of tiles and a large image does not dominate.
+Tiles lie on a grid of non-overlapping positions (shifted at random within
+the margin the grid leaves), so no two sampled tiles share a pixel. Images
+are visited in turn, each in its own random order, so that every image
+contributes about the same number of tiles and a large image does not
+dominate.
 """
 
 from __future__ import annotations
@@ -94,8 +95,9 @@ def _usable_tiles(
     height, width = image.shape
     if height < size or width < size:
         return
-    offset_y = int(rng.integers(0, min(size, height - size + 1)))
-    offset_x = int(rng.integers(0, min(size, width - size + 1)))
+    # a random offset within the slack the grid leaves, so no position is lost
+    offset_y = int(rng.integers(0, (height - size) % size + 1))
+    offset_x = int(rng.integers(0, (width - size) % size + 1))
     ys = np.arange(offset_y, height - size + 1, size)
     xs = np.arange(offset_x, width - size + 1, size)
     grid = [(int(y), int(x)) for y in ys for x in xs]
