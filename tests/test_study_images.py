@@ -156,3 +156,18 @@ def test_too_few_tissue_tiles_is_a_clear_error():
     assert "2 are needed" in message and "Lower" in message
     with pytest.raises(InputError, match="smaller than the tile"):
         sample_tiles([background], 1, 128, rng=np.random.default_rng(0))
+
+
+def test_reads_histodiff_generate_output(tmp_path):
+    """Outputs of `histodiff generate` (levels named s0, s1...) load as RGB."""
+    from napari_histodiff.classes import TissueClasses
+    from napari_histodiff.io.omezarr import write_synthesis
+    from napari_histodiff.study.images import load_rgb
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (3, 1100, 70), dtype=np.uint8)
+    path = write_synthesis(tmp_path / "g.zarr", image, np.zeros((1100, 70),
+                           np.uint8), TissueClasses.from_names("a"), {})
+    loaded = load_rgb(path)
+    assert loaded.shape == (1100, 70, 3)
+    assert np.array_equal(loaded, np.moveaxis(image, 0, -1))

@@ -6,8 +6,9 @@ Supported inputs:
   is dropped. Grayscale, 16-bit or float images are refused with an
   :class:`~napari_histodiff.errors.InputError`: a study must compare like with
   like, so convert them yourself, the same way for both sides.
-* OME-Zarr images written by this package: a directory ``*.zarr`` whose group
-  holds the full-resolution level at path ``"0"`` with shape ``(c, y, x)``,
+* OME-Zarr images written by this package: a directory ``*.zarr`` whose
+  multiscales metadata names the full-resolution level (``s0`` as written by
+  ``histodiff generate``; ``"0"`` for plain groups) with shape ``(c, y, x)``,
   ``c`` = 3 (or 4 with alpha), ``uint8``. It is read region by region, so a
   large canvas is never loaded whole.
 * Arrays already in memory (e.g. napari layers), ``(y, x, 3|4)`` ``uint8``.
@@ -110,14 +111,25 @@ def _open_zarr(path: Path) -> RGBImage:
 
     try:
         group = zarr.open_group(str(path), mode="r")
-        array = group["0"]
+        array = group[_full_resolution_path(group)]
     except Exception as exc:  # zarr raises several types for a bad store
         raise InputError(
             f"{path} is not an OME-Zarr image of this package (no readable "
-            f"array at path '0': {exc}). Pass the .zarr folder written by "
+            f"full-resolution array: {exc}). Pass the .zarr folder written by "
             "`histodiff generate`, or image files."
         ) from exc
     return RGBImage(array, str(path), channel_first=True)
+
+
+def _full_resolution_path(group) -> str:
+    """Path of the first multiscale level (NGFF 0.4 or 0.5), else ``"0"``."""
+    attrs = dict(group.attrs)
+    multiscales = attrs.get("ome", {}).get("multiscales") or attrs.get(
+        "multiscales"
+    )
+    if multiscales:
+        return multiscales[0]["datasets"][0]["path"]
+    return "0"
 
 
 def _open_tiff(path: Path) -> RGBImage:
