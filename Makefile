@@ -42,7 +42,7 @@ test: install-test
 	fi
 
 napari: install
-	$(VENV)/bin/napari --with napari-histodiff
+	$(VENV)/bin/napari -w napari-histodiff HistoDiff
 
 lint: install-test
 	$(VENV)/bin/ruff check src tests benchmarks

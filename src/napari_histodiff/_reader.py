@@ -47,7 +47,8 @@ def read_histodiff_zarr(path):
         "rgb": True,
         "multiscale": len(image) > 1,
         "scale": scale,
-        "metadata": {"histodiff": data["settings"], "source": str(path)},
+        "metadata": {"histodiff": data["settings"], "source": str(path),
+                     "mask_layer": f"{name} mask"},
     }
     labels_kwargs = {
         "name": f"{name} mask",

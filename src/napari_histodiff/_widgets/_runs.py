@@ -1,0 +1,129 @@
+"""The generators the synthesis widget runs in worker threads (no Qt here).
+
+Each yields ``("run", run, canvas)`` first, so the widget can cancel and
+show the canvas, then every engine event. Canvas and pyramid writes happen
+here, in the worker thread; the UI thread only refreshes the layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import numpy as np
+
+from ..mask_tools import Region, region_mask
+from ..sampling.events import (
+    CancelledEvent,
+    FinishedEvent,
+    RegionDoneEvent,
+    StepEvent,
+)
+from ._live import LiveCanvas
+
+
+@contextlib.contextmanager
+def spare_a_core():
+    """Let torch use one core fewer than the machine has, for the UI thread.
+
+    On a CPU, torch's intra-op threads otherwise take every core and napari's
+    event loop waits for the scheduler: pan, zoom and paint stutter. The
+    previous thread count is restored afterwards.
+    """
+    import torch
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(before, cores - 1)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def synthesis_events(pipe, mask: np.ndarray, params: dict[str, Any],
+                     canvas: LiveCanvas):
+    """Synthesise ``mask`` into ``canvas`` (a zarr canvas), yielding events.
+
+    Returns the :class:`~napari_histodiff.pipeline.SynthesisRun`.
+    """
+    run = pipe.stream(mask, store=canvas.store, **params)
+    yield ("run", run, canvas)
+    with spare_a_core():
+        for event in run.events():
+            if isinstance(event, StepEvent):
+                for region in event.regions:
+                    canvas.update(region)
+            elif isinstance(event, RegionDoneEvent):
+                canvas.update(event.region)
+            yield event
+    return run
+
+
+def load_model(source: str, device: str, fp16: bool):
+    """The cached pipeline (loaded once); also imports what the layers need.
+
+    Runs in a worker, so that napari's UI thread never pays for these imports.
+    """
+    import dask.array  # noqa: F401 - imported here, off the UI thread
+
+    from ..model_cache import MODEL_CACHE
+
+    return MODEL_CACHE.get(source, device, fp16)
+
+
+def regeneration_events(pipe, canvas: LiveCanvas | None, image, mask_crop: np.ndarray,
+                        region: Region, crop: Region, inner: Region,
+                        params: dict[str, Any], multiscale: bool | None = None):
+    """Regenerate ``region`` of a canvas with ``crop`` around it as context.
+
+    Parameters
+    ----------
+    pipe : HistoDiffPipeline
+    canvas : LiveCanvas or None
+        The canvas of the image layer; None to copy ``image`` into a new one
+        first (then ``("canvas", canvas)`` is yielded before anything else).
+    image : array-like
+        (H, W, 3) pixels of the layer, used when ``canvas`` is None.
+    mask_crop : np.ndarray
+        The mask under ``crop``.
+    region, crop : Region
+        The box to regenerate and the box around it (image pixels).
+    inner : Region
+        ``region`` in coordinates of ``crop``.
+    params : dict
+        Synthesis settings (guidance, steps, scheduler, strategy, seed...).
+    multiscale : bool, optional
+        Whether a new canvas is multiscale (match the layer's data).
+
+    Only ``region`` of the canvas changes; on cancel it is restored.
+    """
+    if canvas is None:
+        canvas = LiveCanvas.from_image(image, multiscale=multiscale)
+        yield ("canvas", canvas)
+    context = np.ascontiguousarray(np.moveaxis(canvas.read(crop), 0, -1))
+    before = canvas.read(region)
+    regenerate = region_mask(mask_crop.shape, inner)
+    run = pipe.stream(mask_crop, context_image=context, regenerate=regenerate,
+                      store="memory", **params)
+    yield ("run", run, canvas)
+    iy0, iy1, ix0, ix1 = inner
+    try:
+        with spare_a_core():
+            for event in run.events():
+                if isinstance(event, StepEvent):
+                    canvas.write(region, run.store["preview"][:, iy0:iy1, ix0:ix1],
+                                 final=False)
+                elif isinstance(event, FinishedEvent):
+                    canvas.write(region, run.store["image"][:, iy0:iy1, ix0:ix1])
+                elif isinstance(event, CancelledEvent):
+                    canvas.write(region, before, final=False)
+                yield event
+    except BaseException:
+        canvas.write(region, before, final=False)  # leave the image as it was
+        raise
+    return run

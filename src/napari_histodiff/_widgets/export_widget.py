@@ -1,0 +1,175 @@
+"""Export panel: the synthetic image with its mask, whole or a rectangle, as
+OME-Zarr, (pyramidal) OME-TIFF or PNG, with a provenance sidecar JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import InputError
+from ._common import (
+    SETTINGS_KEY,
+    LayerCombo,
+    image_region_from_shapes,
+    layer_classes,
+    level0,
+    make_worker,
+    notify_error,
+    show_info,
+)
+from ._state import get_state
+from .synth_widget import regions_layer
+
+if TYPE_CHECKING:
+    import napari
+
+FORMATS = {".zarr": "OME-Zarr (.zarr)", ".tif": "OME-TIFF (.tif)", ".png": "PNG (.png)"}
+EXTENTS = {"whole": "whole image", "region": "drawn rectangle"}
+
+
+class ExportWidget(QWidget):
+    """Export an image layer and its mask with a sidecar of model, seed, settings.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.state = get_state(napari_viewer)
+        self.worker = None
+        self.last_result = None
+        self._confirmed = ""  # a path the save dialog confirmed (may overwrite)
+
+        self.image_combo = LayerCombo(napari_viewer, "rgb")
+        self.mask_combo = LayerCombo(napari_viewer, "labels", allow_none=True)
+        self.extent = QComboBox()
+        for key, text in EXTENTS.items():
+            self.extent.addItem(text, key)
+        self.format = QComboBox()
+        for key, text in FORMATS.items():
+            self.format.addItem(text, key)
+        self.path = QLineEdit()
+        self.path.setPlaceholderText("output file (the suffix picks the format)")
+        self.browse = QPushButton("…")
+        self.export_button = QPushButton("Export")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path, 1)
+        path_row.addWidget(self.browse)
+        form = QFormLayout()
+        form.addRow("Image", self.image_combo)
+        form.addRow("Mask", self.mask_combo)
+        form.addRow("Export", self.extent)
+        form.addRow("Format", self.format)
+        form.addRow("File", path_row)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.export_button)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.browse.clicked.connect(self._browse)
+        self.format.currentIndexChanged.connect(self._format_changed)
+        self.image_combo.currentIndexChanged.connect(self._image_changed)
+        self.export_button.clicked.connect(self.export)
+        self._image_changed()
+
+    def _image_changed(self, *_args) -> None:
+        image = self.image_combo.layer()
+        if image is None:
+            return
+        name = image.metadata.get("mask_layer")
+        if name and self.mask_combo.findText(name) >= 0:
+            self.mask_combo.setCurrentText(name)
+
+    def _format_changed(self, *_args) -> None:
+        text = self.path.text().strip()
+        if text:
+            from ..export import base_path
+
+            self.path.setText(str(base_path(text)) + self.format.currentData())
+
+    def _browse(self) -> None:
+        suffix = self.format.currentData()
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export to", f"synthetic{suffix}", f"{FORMATS[suffix]} (*{suffix})")
+        if path:
+            if not path.lower().endswith(suffix):
+                path += suffix
+            self.path.setText(path)
+            self._confirmed = path
+
+    def export(self) -> None:
+        """Write the chosen image (and mask) in a worker thread."""
+        from ..export import export_synthesis
+
+        try:
+            kwargs = self._request()
+        except Exception as exc:
+            notify_error(exc, "Export")
+            return
+        self.export_button.setEnabled(False)
+        self.status.setText(f"Writing {kwargs['path']}…")
+        worker = make_worker(export_synthesis, **kwargs)
+        worker.returned.connect(self._exported)
+        worker.errored.connect(self._failed)
+        worker.finished.connect(lambda: self.export_button.setEnabled(True))
+        self.worker = worker
+        worker.start()
+
+    def _request(self) -> dict:
+        image = self.image_combo.layer()
+        if image is None:
+            raise InputError("No RGB image layer to export: generate one first.")
+        text = self.path.text().strip()
+        if not text:
+            raise InputError("Choose the output file (… button).")
+        path = Path(text).expanduser()
+        if path.suffix.lower() not in (".zarr", ".tif", ".tiff", ".png"):
+            path = path.with_name(path.name + self.format.currentData())
+        mask_layer = self.mask_combo.layer()
+        data = level0(image)
+        mask = classes = None
+        if mask_layer is not None:
+            mask = mask_layer.data
+            classes = layer_classes(mask_layer) or self.state.classes
+            if classes is None:
+                raise InputError(f"The mask {mask_layer.name!r} has no class names; "
+                                 "load the model it was painted for.")
+        region = None
+        if self.extent.currentData() == "region":
+            region = image_region_from_shapes(regions_layer(self.viewer), image)
+        return {
+            "path": path, "image": data, "mask": mask, "classes": classes,
+            "settings": dict(image.metadata.get(SETTINGS_KEY, {})),
+            "region": region, "overwrite": str(path) == self._confirmed,
+        }
+
+    def _exported(self, result) -> None:
+        self.last_result = result
+        written = [result.image, result.mask, result.sidecar]
+        names = ", ".join(p.name for p in written if p is not None)
+        self.status.setText(f"Wrote {names} in {result.image.parent}")
+        show_info(f"HistoDiff export: {names}")
+
+    def _failed(self, exc: BaseException) -> None:
+        self.status.setText(f"Export failed: {exc}")
+        notify_error(exc, "Export")
