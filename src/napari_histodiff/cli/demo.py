@@ -25,17 +25,19 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--overwrite", action="store_true",
                    help="replace files of an earlier demo in OUT")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import blob_mask
+    from ..demo import demo_mask
     from ..io.masks import write_mask
     from ..model_io import init_model
     from ..models import demo_model_path
     from .generate import generate_to_files
 
     start = time.perf_counter()
+    threads = cpu_threads()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = demo_model_path()
@@ -52,22 +54,45 @@ def run(args: argparse.Namespace) -> int:
     classes = ModelCard.load(model).classes
     wanted = (classes.names[1:] if args.classes is None
               else [c.strip() for c in args.classes.split(",") if c.strip()])
-    ids = [classes.index_of(name) for name in wanted]
-    mask = blob_mask(args.size, ids, seed=args.seed)
-    mask_path = write_mask(_fresh(out / "mask.png", args.overwrite), mask)
-    print(f"mask: {args.size[0]}x{args.size[1]} with classes {', '.join(wanted)} "
-          f"-> {mask_path}")
+    mask_path = _fresh(out / "mask.png", args.overwrite)
+    mask, how = demo_mask(model, wanted, args.size, seed=args.seed)
+    write_mask(mask_path, mask)
+    print(f"mask ({how}): {args.size[0]}x{args.size[1]} with classes "
+          f"{', '.join(wanted)} -> {mask_path} "
+          f"[{time.perf_counter() - start:.0f} s]")
     result = generate_to_files(
         model=model, mask=mask, out=out / "synthetic.zarr", steps=args.steps,
         guidance=args.guidance, scheduler="dpm++", strategy="random-shift",
         stride=None, window_batch=8, seed=args.seed, store="memory",
-        device="auto", fp16=False,
+        device="auto", fp16=False, quiet=args.quiet,
         side_by_side=_fresh(out / "mask_and_image.png", args.overwrite),
         overwrite=args.overwrite)
     print(f"image: {result['out']} (OME-Zarr, mask as label image)")
     print(f"side by side: {result['side_by_side']}")
-    print(f"done in {time.perf_counter() - start:.0f} s")
+    print(f"done in {time.perf_counter() - start:.0f} s ({threads} CPU thread"
+          f"{'s' if threads > 1 else ''})")
     return 0
+
+
+def cpu_threads() -> int:
+    """Use one torch thread when the CPUs are already busy; return the count.
+
+    With more runnable processes than cores, several torch threads wait on
+    each other at every operation and a run can be many times slower than
+    with one thread.
+    """
+    import os
+
+    import torch
+
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0] >= cores
+    except OSError:  # not available on this platform
+        busy = False
+    if busy:
+        torch.set_num_threads(1)
+    return torch.get_num_threads()
 
 
 def _fresh(path: Path, overwrite: bool) -> Path:

@@ -26,6 +26,7 @@ from .events import (
     StepEvent,
     WindowsEvent,
 )
+from .rows import RowBands
 from .stepper import ChunkedSchedulerStepper
 from .store import CanvasStore
 from .strategies import DiffInfinite, Strategy, batched
@@ -147,13 +148,13 @@ class SynthesisEngine:
         self.stepper.init_noise()
         if self.context is not None:
             self._hold_context(-1, int(self.scheduler.timesteps[0]))
-        yield StartEvent(
-            total_steps=self.num_inference_steps,
-            windows_per_step=self.strategy.expected_windows_per_step(
-                h, w, self.window),
-            shape=(H, W),
-        )
         try:
+            yield StartEvent(
+                total_steps=self.num_inference_steps,
+                windows_per_step=self.strategy.expected_windows_per_step(
+                    h, w, self.window),
+                shape=(H, W),
+            )
             if isinstance(self.strategy, DiffInfinite):
                 from .diffinfinite import run_diffinfinite
 
@@ -166,6 +167,9 @@ class SynthesisEngine:
             st.set_attrs(status="cancelled", step=self.steps_done)
             yield CancelledEvent(step=self.steps_done)
             return
+        except GeneratorExit:  # the consumer stopped iterating: a cancel too
+            st.set_attrs(status="cancelled", step=self.steps_done)
+            raise
         st.set_attrs(status="complete", step=self.steps_done)
         yield FinishedEvent(
             steps=self.steps_done,
@@ -184,16 +188,22 @@ class SynthesisEngine:
             if self.strategy.overlapping:
                 out[...] = 0.0
                 weight = self.store.create("weight", (h, w), np.float32)
+            else:  # one store access per row of windows, not per window
+                rows = RowBands(lat, out, wins)
             done = 0
             for batch in batched(wins, self.window_batch):
-                eps = self.evaluate(batch, t, lat)
+                if self.strategy.overlapping:
+                    eps = self.evaluate(batch, t, lat)
+                else:
+                    xs = [rows.read(win) for win in batch]
+                    eps = self.evaluate_arrays(batch, xs, t)
                 for win, e in zip(batch, eps, strict=True):
-                    cy, cx, wy, wx = win.inside(h, w)
                     if self.strategy.overlapping:
+                        cy, cx, wy, wx = win.inside(h, w)
                         out[:, cy, cx] = out[:, cy, cx] + e[:, wy, wx]
                         weight[cy, cx] = weight[cy, cx] + 1.0
                     else:
-                        out[:, cy, cx] = e[:, wy, wx]
+                        rows.write(win, e)
                 done += len(batch)
                 yield WindowsEvent(step=k, done=done, total=len(wins))
                 self._check()

@@ -24,6 +24,9 @@ from .store import CanvasStore
 from .windows import chunk_regions
 
 NOISE_TILE = 256
+# Marks sample-shaped scheduler state that the scheduler has replaced by a
+# non-tensor value (PNDM sets ``cur_sample = None``, ``cur_model_output = 0``).
+_DROPPED = "dropped"
 
 
 def chunk_seed(seed: int, step: int, chunk: int) -> int:
@@ -53,8 +56,10 @@ class ChunkedSchedulerStepper:
         self.seed = seed
         self.regions = chunk_regions(shape[-2], shape[-1], chunk)
         self._canvas_shape = tuple(shape)
-        # name -> None (a tensor) or list length (a list of tensors or None)
-        self._sample_state: dict[str, int | None] = {}
+        # name -> None (a tensor), list length (a list of tensors or None) or
+        # _DROPPED (the attribute was a tensor and now holds _dropped[name])
+        self._sample_state: dict[str, int | str | None] = {}
+        self._dropped: dict[str, object] = {}
         self._present: dict[str, list[bool]] = {}
         params = inspect.signature(scheduler.step).parameters
         self._takes_generator = "generator" in params
@@ -89,11 +94,12 @@ class ChunkedSchedulerStepper:
         # must not see state that other chunks created in it).
         plan = dict(self._sample_state)
         present = {k: list(v) for k, v in self._present.items()}
+        dropped = dict(self._dropped)
         snapshot = {k: v for k, v in sched.__dict__.items() if k not in plan}
         lat, out = self.store["latents"], self.store["model_output"]
         for i, (sy, sx) in enumerate(self.regions):
             sched.__dict__.update(copy.deepcopy(snapshot))
-            self._load_sample_state(sy, sx, plan, present)
+            self._load_sample_state(sy, sx, plan, present, dropped)
             x = torch.from_numpy(np.asarray(lat[:, sy, sx]))[None]
             eps = torch.from_numpy(np.asarray(out[:, sy, sx]))[None]
             kwargs = {"return_dict": True}
@@ -115,14 +121,20 @@ class ChunkedSchedulerStepper:
         return isinstance(value, torch.Tensor) and tuple(value.shape) == tuple(shape)
 
     def _save_sample_state(self, sy, sx, shape) -> None:
+        tracked = self._sample_state
         for name, value in self.scheduler.__dict__.items():
             if self._is_sample_tensor(value, shape):
                 self._write_state(f"state/{name}", sy, sx, value)
-                self._sample_state[name] = None
+                tracked[name] = None
+            elif name in tracked and not isinstance(value, list | tuple):
+                # sample-shaped state the scheduler has reset (PNDM's
+                # cur_sample to None): later chunks and steps must see that too
+                tracked[name] = _DROPPED
+                self._dropped[name] = copy.deepcopy(value)
             elif (
                 isinstance(value, list | tuple)
-                and value
-                and any(self._is_sample_tensor(v, shape) for v in value)
+                and (name in tracked
+                     or any(self._is_sample_tensor(v, shape) for v in value))
                 and all(v is None or self._is_sample_tensor(v, shape) for v in value)
             ):
                 self._sample_state[name] = len(value)
@@ -136,14 +148,16 @@ class ChunkedSchedulerStepper:
             self.store.create(key, self._canvas_shape, np.float32)
         self.store[key][:, sy, sx] = tensor[0].float().numpy()
 
-    def _load_sample_state(self, sy, sx, plan, present) -> None:
+    def _load_sample_state(self, sy, sx, plan, present, dropped) -> None:
         import torch
 
         def read(key):
             return torch.from_numpy(np.asarray(self.store[key][:, sy, sx]))[None]
 
         for name, length in plan.items():
-            if length is None:
+            if length == _DROPPED:
+                self.scheduler.__dict__[name] = copy.deepcopy(dropped[name])
+            elif length is None:
                 self.scheduler.__dict__[name] = read(f"state/{name}")
             else:
                 self.scheduler.__dict__[name] = [

@@ -102,9 +102,12 @@ class ZarrStore(CanvasStore):
 
     def create(self, name, shape, dtype, fill=0):
         chunks = tuple(shape[:-2]) + tuple(min(self.chunk, s) for s in shape[-2:])
+        # Noisy float canvases barely compress (about 10 %) and are rewritten
+        # every step: store them raw, which saves a third of the store time.
+        compressors = None if np.dtype(dtype).kind == "f" else "auto"
         return self._group.create_array(
             name, shape=shape, dtype=dtype, chunks=chunks, fill_value=fill,
-            overwrite=True,
+            overwrite=True, compressors=compressors,
         )
 
     def __getitem__(self, name):

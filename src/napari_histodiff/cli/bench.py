@@ -1,0 +1,167 @@
+"""``histodiff bench``: compare the sampling strategies, print JSON.
+
+See :mod:`napari_histodiff.benchmark` for what is measured and
+``docs/performance.md`` for figures and how to reproduce them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import InputError, OutputExistsError
+
+
+def register(subparsers) -> None:
+    """Add the ``bench`` subcommand."""
+    from ..benchmark import (
+        DEFAULT_MEMORY_SIZES,
+        DEFAULT_SIZES,
+        DEFAULT_STEPS,
+        DEFAULT_STRATEGIES,
+        QUICK_MEMORY_SIZES,
+        QUICK_SIZES,
+    )
+
+    def ints(values) -> str:
+        return ",".join(str(v) for v in values)
+
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmark the sampling strategies (windows, time, memory, seams)",
+        description=(
+            "Synthesise square canvases with each sampling strategy and print "
+            "JSON with, per strategy and size: windows evaluated per step, wall "
+            "time, wall time / UNet time, peak RSS and the seam score; then "
+            "peak RSS of random-shift with the canvas on disk at two sizes. "
+            "Each measurement runs in a fresh process. Default model: a "
+            "freshly initialised tiny model with a fixed seed."
+        ),
+    )
+    p.add_argument("--model", default=None,
+                   help="model directory (default: a fresh tiny random model)")
+    p.add_argument("--sizes", default=None,
+                   help=f"square canvas sides, comma-separated "
+                        f"(default {ints(DEFAULT_SIZES)})")
+    p.add_argument("--strategies", default=None,
+                   help=f"comma-separated (default {ints(DEFAULT_STRATEGIES)})")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"denoising steps per run (default {DEFAULT_STEPS})")
+    p.add_argument("--seeds", default=None,
+                   help="seeds per strategy and size, comma-separated; the seam "
+                        "score is averaged over them (default 0)")
+    p.add_argument("--scheduler", default="dpm++", help="default dpm++")
+    p.add_argument("--guidance", type=float, default=2.0,
+                   help="guidance scale (default 2.0)")
+    p.add_argument("--window-batch", type=int, default=8,
+                   help="windows per UNet call (default 8)")
+    p.add_argument("--chunk", type=int, default=256,
+                   help="chunk side of the scheduler step and zarr store "
+                        "(default 256)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, auto (default cpu)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--memory-sizes", default=None,
+                   help=f"canvas sides of the memory mode (canvas on disk), "
+                        f"comma-separated (default {ints(DEFAULT_MEMORY_SIZES)})")
+    p.add_argument("--memory-steps", type=int, default=1,
+                   help="steps per memory-mode run (default 1)")
+    p.add_argument("--no-memory", action="store_true",
+                   help="skip the memory mode")
+    p.add_argument("--no-table", action="store_true",
+                   help="skip the strategy table (memory mode only)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the strategy table in this process (peak RSS is "
+                        "then the process's, not the run's)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke test: sizes {ints(QUICK_SIZES)}, memory sizes "
+                        f"{ints(QUICK_MEMORY_SIZES)}, 1 step, in-process table")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it exists")
+    p.set_defaults(func=run)
+
+
+def _int_list(text: str | None, name: str, minimum: int) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"--{name}: expected comma-separated integers, got "
+                         f"{text!r}") from None
+    if not values or min(values) < minimum:
+        raise InputError(f"--{name}: expected integers >= {minimum}, got {text!r}")
+    return values
+
+
+def settings_from_args(args: argparse.Namespace):
+    """Turn command-line arguments into :class:`BenchSettings`."""
+    from ..benchmark import BenchSettings
+    from ..sampling.strategies import STRATEGIES
+
+    strategies = None
+    if args.strategies is not None:
+        strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+        unknown = [s for s in strategies if s not in STRATEGIES]
+        if unknown or not strategies:
+            raise InputError(f"--strategies: {', '.join(unknown) or 'none given'} "
+                             f"not among {', '.join(STRATEGIES)}")
+    for name in ("steps", "memory_steps", "window_batch", "chunk"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputError(f"--{name.replace('_', '-')}: must be >= 1, got {value}")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads: must be >= 1, got {args.threads}")
+    if args.model is not None and not Path(args.model).is_dir():
+        raise InputError(f"--model: {args.model} is not a model directory")
+    memory_sizes = _int_list(args.memory_sizes, "memory-sizes", 8)
+    if args.no_memory:
+        memory_sizes = ()
+    sizes = _int_list(args.sizes, "sizes", 8)
+    if args.no_table:
+        sizes = ()
+    values = {
+        "model": args.model,
+        "sizes": sizes,
+        "strategies": strategies,
+        "steps": args.steps,
+        "seeds": _int_list(args.seeds, "seeds", 0),
+        "scheduler": args.scheduler,
+        "guidance": args.guidance,
+        "window_batch": args.window_batch,
+        "chunk": args.chunk,
+        "device": args.device,
+        "memory_sizes": memory_sizes,
+        "memory_steps": args.memory_steps,
+        "threads": args.threads,
+    }
+    if args.quick:
+        return BenchSettings.quick_settings(**values)
+    if args.in_process:
+        values["isolate"] = False
+    return BenchSettings(**{k: v for k, v in values.items() if v is not None})
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark; print its JSON to stdout, progress to stderr."""
+    from ..benchmark import format_table, run_benchmark
+
+    settings = settings_from_args(args)
+    if args.out is not None and args.out.exists() and not args.overwrite:
+        raise OutputExistsError(f"--out: {args.out} exists; choose another path or "
+                                "pass --overwrite")
+
+    def log(message: str) -> None:
+        print(f"histodiff bench: {message}", file=sys.stderr, flush=True)
+
+    report = run_benchmark(settings, log=log)
+    text = json.dumps(report, indent=2)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(format_table(report), file=sys.stderr)
+    print(text)
+    return 1 if report["errors"] else 0

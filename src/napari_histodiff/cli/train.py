@@ -1,0 +1,321 @@
+"""``histodiff train``: train the image model, the mask model, or a preset.
+
+::
+
+    histodiff train image --images TILES --masks MASKS --classes tumor,stroma \\
+        --out MODEL --run-dir RUN [--unlabelled DIR] [--resume]
+    histodiff train mask  --images TILES --masks MASKS --classes tumor,stroma \\
+        --out MODEL --run-dir RUN
+    histodiff train --preset demo [--part image|mask|all] [--resume] \\
+        [--export] [--install]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import InputError
+from ._common import nonneg_float, nonneg_int, positive_int
+
+DEFAULT_DEMO_RUN = "training-runs/demo"
+
+
+def _probability(text: str) -> float:
+    value = nonneg_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def _channels(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 32,64,64, got {text!r}"
+        ) from None
+
+
+def _common(p: argparse.ArgumentParser, steps: int, batch: int) -> None:
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--steps", type=positive_int, default=steps,
+                   help=f"total training steps (default {steps})")
+    g.add_argument("--batch-size", type=positive_int, default=batch)
+    g.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
+    g.add_argument("--warmup", type=nonneg_int, default=200,
+                   help="linear learning-rate warm-up steps")
+    g.add_argument("--cond-dropout", type=_probability, default=0.1,
+                   help="probability of training with the null condition "
+                   "(classifier-free guidance; default 0.1)")
+    g.add_argument("--ema", type=_probability, default=0.999,
+                   help="EMA decay of the exported weights (0 = none)")
+    g.add_argument("--seed", type=nonneg_int, default=0)
+    g.add_argument("--checkpoint-every", type=positive_int, default=200,
+                   help="steps between checkpoints; an interruption loses at "
+                   "most this many (default 200)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    g.add_argument("--mixed-precision", action="store_true",
+                   help="bfloat16 autocast on a CUDA GPU")
+    g.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint in --run-dir")
+    p.add_argument("--export", action="store_true",
+                   help="do not train: write --out from the newest checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--images", help="folder of RGB tiles or images")
+    g.add_argument("--masks", help="folder of label masks with the same file names")
+    g.add_argument("--image", action="append", default=[], metavar="FILE",
+                   help="a large RGB image, cropped at random (repeatable, "
+                   "with --labels)")
+    g.add_argument("--labels", action="append", default=[], metavar="FILE",
+                   help="the label image of the --image at the same position")
+    g.add_argument("--classes", help="comma-separated class names; label id i is "
+                   "the i-th class, 0 = unknown (added if absent)")
+    g.add_argument("--init-model", help="fine-tune this model directory instead "
+                   "of starting from random weights (its classes are used)")
+    g.add_argument("--out", required=False, help="model directory to write")
+    g.add_argument("--run-dir", help="checkpoints and loss logs "
+                   "(default: OUT.run)")
+    g.add_argument("--size", default="tiny", help="UNet size: tiny, small, base")
+    g.add_argument("--channels", type=_channels, default=None,
+                   help="channels per UNet level, e.g. 32,64,64 (overrides --size)")
+    g.add_argument("--layers", type=positive_int, default=None,
+                   help="ResNet layers per UNet block")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train the image model, the mask model, or a preset",
+        description="Train (or fine-tune) the mask-conditioned image model "
+        "('image'), the class-set-conditioned mask generator ('mask'), or run a "
+        "preset ('--preset demo' reproduces the shipped demo models).")
+    p.add_argument("--preset", choices=("demo",), help="a documented recipe")
+    p.add_argument("--part", choices=("image", "mask", "all"), default="all",
+                   help="with --preset: which model to train (default all)")
+    p.add_argument("--run-dir", default=DEFAULT_DEMO_RUN,
+                   help=f"with --preset: working folder (default {DEFAULT_DEMO_RUN})")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="with --preset: override the preset's step count")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--export", action="store_true",
+                   help="with --preset: write RUN_DIR/model from the newest "
+                   "checkpoints instead of training")
+    p.add_argument("--install", action="store_true",
+                   help="with --preset: copy RUN_DIR/model into the package as "
+                   "the demo model (developers)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run_preset, what=None)
+    sub = p.add_subparsers(dest="what", metavar="{image,mask}")
+
+    pi = sub.add_parser("image", help="train the mask-conditioned image model",
+                        description="Train or fine-tune the image model on images "
+                        "with label masks, plus optional unlabelled images "
+                        "(trained with the null mask).")
+    _data_args(pi)
+    pi.add_argument("--unlabelled", help="folder of unlabelled RGB images")
+    pi.add_argument("--unlabelled-fraction", type=_probability, default=None,
+                    help="share of unlabelled crops (default: by area)")
+    pi.add_argument("--patch-size", type=positive_int, default=64,
+                    help="training crop = model window in pixels (default 64)")
+    pi.add_argument("--no-flips", action="store_true")
+    pi.add_argument("--no-rotations", action="store_true")
+    pi.add_argument("--stain-jitter", type=nonneg_float, default=0.05,
+                    help="relative H/E/DAB density jitter (default 0.05; 0 = off)")
+    _common(pi, steps=20000, batch=16)
+    pi.set_defaults(func=run_image)
+
+    pm = sub.add_parser("mask", help="train the mask generator (mask_unet/)",
+                        description="Train the mask generator: a diffusion model "
+                        "over masks at 1/FACTOR resolution, conditioned on the "
+                        "set of classes present. Written as OUT/mask_unet.")
+    _data_args(pm)
+    pm.add_argument("--factor", type=positive_int, default=4,
+                    help="image pixels per mask pixel (default 4)")
+    pm.add_argument("--window", type=positive_int, default=32,
+                    help="mask-model window in mask pixels (default 32)")
+    _common(pm, steps=6000, batch=32)
+    pm.set_defaults(func=run_mask)
+
+
+# -- helpers ------------------------------------------------------------------------
+def _setup_torch(args) -> object:
+    import torch
+
+    from ..devices import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return resolve_device(args.device)
+
+
+def _classes(args):
+    from ..classes import TissueClasses
+    from ..model_card import ModelCard
+
+    if args.init_model:
+        from ..model_io import check_model_dir
+
+        card = ModelCard.load(check_model_dir(args.init_model))
+        if args.classes and TissueClasses.from_names(args.classes) != card.classes:
+            raise InputError(f"classes: {args.classes!r} differs from the classes "
+                             f"of --init-model {card.classes.names}")
+        return card.classes
+    if not args.classes:
+        raise InputError("classes: give --classes (e.g. tumor,stroma) or "
+                         "--init-model")
+    return TissueClasses.from_names(args.classes)
+
+
+def _samples(args, classes, min_side: int, unlabelled: bool = True):
+    from ..training.data import load_folder_pairs, load_pair, load_unlabelled
+
+    samples = []
+    if bool(args.images) != bool(args.masks):
+        raise InputError("images/masks: give --images and --masks together")
+    if args.images:
+        samples += load_folder_pairs(args.images, args.masks, classes, min_side)
+    if len(args.image) != len(args.labels):
+        raise InputError(f"image/labels: give one --labels per --image; got "
+                         f"{len(args.image)} images and {len(args.labels)} labels")
+    for img, lab in zip(args.image, args.labels, strict=True):
+        samples.append(load_pair(img, lab, classes, min_side))
+    if unlabelled and getattr(args, "unlabelled", None):
+        samples += load_unlabelled(args.unlabelled, min_side)
+    if not samples:
+        raise InputError("data: give --images/--masks, --image/--labels or "
+                         "--unlabelled")
+    return samples
+
+
+def _settings(args):
+    from ..training.loop import TrainSettings
+
+    return TrainSettings(
+        steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
+        warmup=args.warmup, cond_dropout=args.cond_dropout, ema_decay=args.ema,
+        seed=args.seed, checkpoint_every=args.checkpoint_every,
+        mixed_precision=args.mixed_precision)
+
+
+def _paths(args) -> tuple[Path, Path]:
+    if not args.out:
+        raise InputError("out: give --out, the model directory to write")
+    out = Path(args.out)
+    return out, Path(args.run_dir) if args.run_dir else out.with_name(
+        out.name + ".run")
+
+
+def _report(result: dict, run_dir: Path) -> None:
+    print(f"steps: {result['step']}, last loss {result['last_loss']:.4f}, "
+          f"{result.get('parameters', 0):,} parameters")
+    print(f"checkpoints and loss curve (loss.csv, loss.png): {run_dir}")
+    if result.get("out"):
+        print(f"model: {result['out']}")
+
+
+# -- handlers -----------------------------------------------------------------------
+def run_image(args: argparse.Namespace) -> int:
+    from ..training.augment import Augment
+    from ..training.export import export_image_checkpoint
+    from ..training.image_trainer import (
+        ImageModelSpec,
+        ImageTrainJob,
+        train_image_model,
+    )
+
+    device = _setup_torch(args)
+    out, run_dir = _paths(args)
+    classes = _classes(args)
+    samples = _samples(args, classes, args.patch_size)
+    job = ImageTrainJob(
+        samples=samples, classes=classes, run_dir=run_dir, out=out,
+        settings=_settings(args),
+        spec=ImageModelSpec(args.patch_size, args.size, args.channels, args.layers),
+        init_model=Path(args.init_model) if args.init_model else None,
+        augment=Augment(flips=not args.no_flips, rotations=not args.no_rotations,
+                        stain_jitter=args.stain_jitter,
+                        stain_shift=args.stain_jitter / 10),
+        unlabelled_fraction=args.unlabelled_fraction)
+    if args.export:
+        path, step = export_image_checkpoint(job)
+        print(f"model at step {step}: {path}")
+        return 0
+    result = train_image_model(job, device, resume=args.resume,
+                               overwrite=args.overwrite, quiet=args.quiet)
+    _report(result, run_dir)
+    return 0
+
+
+def run_mask(args: argparse.Namespace) -> int:
+    from ..training.export import export_mask_checkpoint
+    from ..training.mask_trainer import MaskModelSpec, MaskTrainJob, train_mask_model
+
+    device = _setup_torch(args)
+    out, run_dir = _paths(args)
+    run_dir = run_dir if args.run_dir else out.with_name(out.name + ".mask-run")
+    classes = _classes(args)
+    samples = _samples(args, classes, args.window * args.factor, unlabelled=False)
+    job = MaskTrainJob(
+        samples=samples, classes=classes, run_dir=run_dir, out=out,
+        settings=_settings(args),
+        spec=MaskModelSpec(args.window, args.factor, args.size, args.channels,
+                           args.layers),
+        init_model=Path(args.init_model) if args.init_model else None)
+    if args.export:
+        path, step = export_mask_checkpoint(job)
+        print(f"mask model at step {step}: {path / 'mask_unet'}")
+        return 0
+    result = train_mask_model(job, device, resume=args.resume,
+                              overwrite=args.overwrite, quiet=args.quiet)
+    _report(result, run_dir)
+    return 0
+
+
+def run_preset(args: argparse.Namespace) -> int:
+    from ..training import presets
+    from ..training.export import (
+        export_image_checkpoint,
+        export_mask_checkpoint,
+        install_model,
+    )
+    from ..training.image_trainer import train_image_model
+    from ..training.mask_trainer import train_mask_model
+
+    if args.preset is None:
+        raise InputError("train: choose 'image', 'mask' or --preset demo "
+                         "(see histodiff train --help)")
+    device = _setup_torch(args)
+    run_dir = Path(args.run_dir)
+    parts = ("mask", "image") if args.part == "all" else (args.part,)
+    for part in parts:
+        if part == "mask":
+            job = presets.demo_mask_job(run_dir, args.steps)
+        else:
+            job = presets.demo_image_job(run_dir, args.steps)
+        if args.export:
+            fn = export_mask_checkpoint if part == "mask" else export_image_checkpoint
+            path, step = fn(job)
+            print(f"{part} model exported at step {step} into {path}")
+            continue
+        print(f"demo preset, {part} model: {job.settings.steps} steps, seed "
+              f"{job.settings.seed}, run folder {job.run_dir}")
+        train = train_mask_model if part == "mask" else train_image_model
+        result = train(job, device, resume=args.resume, overwrite=True,
+                       quiet=args.quiet)
+        _report(result, job.run_dir)
+    if args.install:
+        from ..models import DEMO_NAME, MODELS_DIR
+
+        dest = install_model(run_dir / "model", MODELS_DIR / DEMO_NAME)
+        print(f"installed the demo model: {dest}")
+    return 0

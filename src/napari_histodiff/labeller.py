@@ -1,0 +1,201 @@
+"""An automatic labeller: a class mask from a real RGB image, no model needed.
+
+Colour deconvolution (Ruifrok & Johnston, ``skimage.color.rgb2hed``) splits a
+bright-field image into hematoxylin (H), eosin (E) and DAB (D) optical
+densities. Thresholds on those densities and on brightness, followed by a
+little morphology, give four classes:
+
+``background``
+    bright, unstained glass;
+``nuclei``
+    hematoxylin-rich pixels (nuclei and dense, blue-stained tissue);
+``dab``
+    DAB-positive (brown) pixels;
+``tissue``
+    everything else (stroma, cytoplasm, faint staining).
+
+The label ids are those of a model with classes ``unknown`` + :data:`CLASS_NAMES`
+(``unknown`` = 0 is never produced). The result is rough, made for demo
+training labels and for "a mask from a real image"; it is no substitute for a
+pathologist's annotation.
+
+>>> from napari_histodiff.labeller import auto_label, CLASS_NAMES
+>>> mask = auto_label(rgb)          # (H, W) uint8 with ids 1..4
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+#: The classes the labeller writes, in label-id order starting at 1.
+CLASS_NAMES: tuple[str, ...] = ("background", "nuclei", "dab", "tissue")
+BACKGROUND, NUCLEI, DAB, TISSUE = 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class LabellerSettings:
+    """Thresholds and morphology of :func:`auto_label`.
+
+    Parameters
+    ----------
+    dab_threshold : float or None
+        DAB optical density above which a pixel is DAB-positive; None picks
+        Otsu's threshold on the image, but never below ``dab_floor``.
+    dab_floor : float
+        Lowest DAB threshold Otsu may choose (avoids labelling faint brown
+        haze as positive on DAB-poor images).
+    hematoxylin_threshold : float or None
+        Hematoxylin optical density above which a pixel is nuclear; None picks
+        Otsu's threshold, but never below ``hematoxylin_floor``.
+    hematoxylin_floor : float
+        Lowest hematoxylin threshold Otsu may choose.
+    background_brightness : float
+        Mean RGB (0-255) above which an unstained pixel is background.
+    smoothing : float
+        Gaussian sigma (pixels) of the soft majority vote that smooths the
+        class regions.
+    min_size : int
+        Islands of a class smaller than this many pixels are absorbed by
+        their surroundings.
+    """
+
+    dab_threshold: float | None = None
+    dab_floor: float = 0.04
+    hematoxylin_threshold: float | None = None
+    hematoxylin_floor: float = 0.02
+    background_brightness: float = 220.0
+    smoothing: float = 1.5
+    min_size: int = 24
+
+
+def check_rgb(image, name: str = "image") -> np.ndarray:
+    """Return ``image`` as (H, W, 3) uint8 or raise an :class:`InputError`.
+
+    Float images in [0, 1] are scaled; an alpha channel is dropped.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise InputError(
+            f"{name}: expected an RGB image (H, W, 3), got shape {arr.shape}; "
+            "convert grayscale or multichannel images to RGB first"
+        )
+    if min(arr.shape[:2]) < 4:
+        raise InputError(f"{name}: image of shape {arr.shape} is too small")
+    if arr.dtype == np.uint8:
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        if arr.size and (np.nanmin(arr) < 0 or np.nanmax(arr) > 1):
+            raise InputError(
+                f"{name}: float RGB images must be in [0, 1], got values in "
+                f"[{np.nanmin(arr):.3g}, {np.nanmax(arr):.3g}]"
+            )
+        return (np.nan_to_num(arr) * 255 + 0.5).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer) and arr.size and arr.max() <= 255 \
+            and arr.min() >= 0:
+        return arr.astype(np.uint8)
+    raise InputError(
+        f"{name}: expected 8-bit RGB, got dtype {arr.dtype}; rescale it to 0-255"
+    )
+
+
+def stain_densities(rgb: np.ndarray) -> np.ndarray:
+    """Hematoxylin, eosin and DAB optical densities, (H, W, 3) float32."""
+    from skimage.color import rgb2hed
+
+    return rgb2hed(check_rgb(rgb)).astype(np.float32)
+
+
+def _threshold(values: np.ndarray, fixed: float | None, floor: float) -> float:
+    if fixed is not None:
+        return float(fixed)
+    from skimage.filters import threshold_otsu
+
+    if float(values.max()) - float(values.min()) < 1e-6:
+        return max(float(values.max()) + 1.0, floor)
+    return max(float(threshold_otsu(values)), floor)
+
+
+def auto_label(rgb, settings: LabellerSettings | None = None) -> np.ndarray:
+    """Label an RGB bright-field image by colour deconvolution.
+
+    Parameters
+    ----------
+    rgb : array-like, (H, W, 3)
+        uint8 RGB (floats in [0, 1] are accepted).
+    settings : LabellerSettings, optional
+        Thresholds and morphology; the defaults suit H-DAB images such as
+        ``skimage.data.immunohistochemistry()``.
+
+    Returns
+    -------
+    np.ndarray
+        (H, W) uint8 label ids: 1 background, 2 nuclei, 3 dab, 4 tissue
+        (see :data:`CLASS_NAMES`).
+    """
+    from scipy.ndimage import gaussian_filter
+
+    s = settings or LabellerSettings()
+    rgb = check_rgb(rgb, "rgb")
+    hed = stain_densities(rgb)
+    h = gaussian_filter(hed[..., 0], 0.7)
+    d = gaussian_filter(hed[..., 2], 0.7)
+    brightness = gaussian_filter(rgb.astype(np.float32).mean(axis=-1), 0.7)
+
+    dab = d > _threshold(d, s.dab_threshold, s.dab_floor)
+    nuclei = (h > _threshold(h, s.hematoxylin_threshold, s.hematoxylin_floor)) & ~dab
+    background = (brightness > s.background_brightness) & ~dab & ~nuclei
+
+    labels = np.full(rgb.shape[:2], TISSUE, np.uint8)
+    labels[background] = BACKGROUND
+    labels[nuclei] = NUCLEI
+    labels[dab] = DAB
+    return smooth_labels(labels, len(CLASS_NAMES) + 1, s.smoothing, s.min_size)
+
+
+def smooth_labels(labels: np.ndarray, num_classes: int, sigma: float,
+                  min_size: int) -> np.ndarray:
+    """Soft majority vote (Gaussian-smoothed one-hot, argmax), small islands out.
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        (H, W) integer ids below ``num_classes``.
+    num_classes : int
+    sigma : float
+        Gaussian sigma in pixels; 0 skips the vote.
+    min_size : int
+        Islands below this many pixels take the class of their neighbourhood.
+    """
+    from scipy.ndimage import gaussian_filter
+    from skimage.morphology import remove_small_objects
+
+    out = labels.copy()
+    if sigma > 0:
+        votes = np.stack([gaussian_filter((labels == k).astype(np.float32), sigma)
+                          for k in range(num_classes)])
+        out = np.argmax(votes, axis=0).astype(labels.dtype)
+    if min_size > 1:
+        present = np.unique(out)
+        small = np.zeros(out.shape, bool)
+        for k in present:
+            region = out == k
+            small |= region & ~remove_small_objects(region, max_size=min_size - 1)
+        if small.any() and not small.all():
+            votes = np.stack([
+                gaussian_filter(((out == k) & ~small).astype(np.float32), 3.0)
+                for k in range(num_classes)
+            ])
+            out = np.where(small, np.argmax(votes, axis=0), out).astype(labels.dtype)
+    return out
+
+
+def class_fractions(mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """Fraction of pixels per class id, (num_classes,) float."""
+    counts = np.bincount(np.asarray(mask).ravel(), minlength=num_classes)
+    return counts[:num_classes] / max(1, mask.size)

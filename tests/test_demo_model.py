@@ -1,0 +1,45 @@
+"""The shipped demo models load and generate (skipped in builds without them)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_histodiff.labeller import CLASS_NAMES
+from napari_histodiff.models import demo_model_path
+
+torch.set_num_threads(1)
+pytestmark = pytest.mark.skipif(
+    demo_model_path() is None,
+    reason="this checkout ships no trained demo model (src/napari_histodiff/"
+    "models/demo/); make one with `histodiff train --preset demo --install`",
+)
+
+
+def test_demo_model_is_small_and_safetensors_only():
+    path = demo_model_path()
+    files = [p for p in path.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 15 * 2**20
+    assert {p.suffix for p in files} <= {".json", ".safetensors"}
+
+
+def test_demo_classes_are_the_labeller_classes():
+    from napari_histodiff.model_card import ModelCard
+
+    card = ModelCard.load(demo_model_path())
+    assert card.classes.names == ["unknown", *CLASS_NAMES]
+    assert card.provenance["image_model"]["seed"] == 0
+
+
+def test_demo_models_generate_a_small_mask_and_image():
+    from napari_histodiff.mask_pipeline import HistoDiffMaskPipeline
+    from napari_histodiff.pipeline import HistoDiffPipeline
+
+    masks = HistoDiffMaskPipeline.from_pretrained("demo")
+    m = masks(["nuclei", "dab"], height=64, width=64, num_inference_steps=4, seed=0)
+    assert m.mask.shape == (64, 64) and set(np.unique(m.mask)) <= {2, 3}
+    pipe = HistoDiffPipeline.from_pretrained("demo")
+    out = pipe(m.mask, num_inference_steps=4, seed=0, store="memory")
+    assert out.image.shape == (64, 64, 3) and out.image.dtype == np.uint8
+    assert out.image.std() > 5  # not a flat picture
