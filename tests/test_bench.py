@@ -138,6 +138,11 @@ def test_bench_quick_via_cli(tmp_path, capsys):
             assert row["windows_per_step"] == tiles
         if strategy == "random-shift":
             assert row["windows_per_step"] <= (math.ceil(n / 64) + 1) ** 2
+            scores = row["last_grid_seam_scores"]
+            assert len(scores) == len(row["seeds"])
+            assert all(v is None or 0 < v < 10 for v in scores)
+        else:
+            assert "last_grid_seam_score" not in row
     memory = report["memory"]
     assert [r["size"] for r in memory["results"]] == report["settings"]["memory_sizes"]
     for r in memory["results"]:

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _helpers import run_cli
 from napari_histodiff.cli import build_parser
 from napari_histodiff.io.omezarr import read_synthesis
-
-from _helpers import run_cli
 
 
 def _subcommand_paths(parser, prefix=()):

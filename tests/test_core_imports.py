@@ -65,3 +65,17 @@ def test_plugin_manifest_is_discovered():
     assert manifest.display_name == "HistoDiff"
     assert any(r.command == "napari-histodiff.get_reader"
                for r in manifest.contributions.readers)
+
+
+def test_cli_help_does_not_import_torch():
+    """Every ``histodiff`` command builds the full parser first: importing the
+    pipelines there cost about 5 s per command."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    code = ("import sys; from napari_histodiff.cli import build_parser; "
+            "build_parser(); "
+            "print(sorted(m for m in ('torch','diffusers','dask','zarr','napari') "
+            "if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"

@@ -28,13 +28,11 @@ import torch
 from diffusers import DiffusionPipeline
 
 from ._version import __version__
+from .defaults import DEFAULT_MASK_GUIDANCE, DEFAULT_MASK_STEPS
 from .errors import InputError, ModelFormatError
 from .model_card import ModelCard
 from .sampling.store import MemoryStore
 from .schedulers import DEFAULT_SCHEDULER, make_scheduler
-
-DEFAULT_MASK_GUIDANCE = 2.0
-DEFAULT_MASK_STEPS = 25
 
 
 class ClassSetConditioning:

@@ -110,7 +110,8 @@ class ModelCard:
                 f"{source}: card version {data['format_version']} is newer than "
                 f"this napari-histodiff understands ({CARD_VERSION}); upgrade it"
             )
-        fields = {k: v for k, v in data.items() if k not in ("format", "format_version")}
+        fields = {k: v for k, v in data.items()
+                  if k not in ("format", "format_version")}
         try:
             fields["classes"] = TissueClasses.from_list(fields["classes"])
             return cls(**fields)

@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from .classes import TissueClasses
-from .errors import InputError, ModelFormatError, OutputExistsError, UnsafeCheckpointError
+from .errors import (
+    InputError,
+    ModelFormatError,
+    OutputExistsError,
+    UnsafeCheckpointError,
+)
 from .model_card import CARD_NAME, ModelCard
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".ckpt", ".pth", ".pkl", ".pickle")

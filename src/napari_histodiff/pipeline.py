@@ -27,15 +27,14 @@ from diffusers import DiffusionPipeline
 
 from ._version import __version__
 from .conditioning import GuidedDenoiser, MaskConditioning
+from .defaults import DEFAULT_GUIDANCE
 from .errors import InputError
 from .model_card import ModelCard
 from .sampling.engine import DEFAULT_CHUNK, DEFAULT_WINDOW_BATCH, SynthesisEngine
-from .sampling.events import CancelledEvent, Event, FinishedEvent
+from .sampling.events import CancelledEvent, FinishedEvent
 from .sampling.store import CanvasStore, open_store
 from .sampling.strategies import DEFAULT_STRATEGY, DiffInfinite, get_strategy
 from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, make_scheduler
-
-DEFAULT_GUIDANCE = 2.0
 
 
 @dataclass

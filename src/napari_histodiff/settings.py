@@ -19,15 +19,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .defaults import DEFAULT_GUIDANCE
+from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS
+
 PLUGIN_NAME = "napari-histodiff"
 ENV_FILE = "HISTODIFF_SETTINGS_FILE"
 
 DEFAULTS: dict[str, Any] = {
     "model": "demo",
     "device": "auto",
-    "guidance_scale": 2.0,
-    "num_inference_steps": 25,
-    "scheduler": "dpm++",
+    "guidance_scale": DEFAULT_GUIDANCE,
+    "num_inference_steps": DEFAULT_STEPS,
+    "scheduler": DEFAULT_SCHEDULER,
     "strategy": "random-shift",
     "window_batch": 8,
     "placement": "beside",

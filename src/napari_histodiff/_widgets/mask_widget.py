@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..defaults import DEFAULT_MASK_GUIDANCE
 from ..errors import InputError
 from ._common import (
     LayerCombo,
@@ -120,7 +121,7 @@ class MaskWidget(QWidget):
         self.seed = _spin(0, 2**31 - 1, 0)
         self.guidance = QDoubleSpinBox()
         self.guidance.setRange(0.0, 20.0)
-        self.guidance.setValue(2.0)
+        self.guidance.setValue(DEFAULT_MASK_GUIDANCE)
         self.source_image = LayerCombo(napari_viewer, "rgb")
         self.generate_button = QPushButton("Generate mask")
 

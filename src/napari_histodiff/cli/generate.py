@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..defaults import DEFAULT_GUIDANCE
 from ..sampling.engine import DEFAULT_WINDOW_BATCH
 from ..sampling.strategies import DEFAULT_STRATEGY, STRATEGIES
 from ..schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, scheduler_names
@@ -31,7 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output OME-Zarr folder (OUT.zarr)")
     p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS,
                    help=f"denoising steps (default {DEFAULT_STEPS})")
-    p.add_argument("--guidance", type=nonneg_float, default=2.0,
+    p.add_argument("--guidance", type=nonneg_float, default=DEFAULT_GUIDANCE,
                    help="classifier-free guidance scale w >= 0; 1 = plain "
                    "conditional, 0 ignores the mask (default 2)")
     p.add_argument("--scheduler", default=DEFAULT_SCHEDULER,

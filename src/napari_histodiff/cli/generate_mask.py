@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..mask_pipeline import DEFAULT_MASK_GUIDANCE, DEFAULT_MASK_STEPS
+from ..defaults import DEFAULT_MASK_GUIDANCE, DEFAULT_MASK_STEPS
 from ._common import check_new_output, nonneg_float, nonneg_int, positive_int, size_hw
 
 

@@ -180,11 +180,10 @@ class SynthesisEngine:
 
     def _run_grid(self) -> Iterator[Event]:
         c, h, w = self.canvas_shape
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7]))
         lat, out = self.store["latents"], self.store["model_output"]
         timesteps = list(self.scheduler.timesteps)
         for k, t in enumerate(timesteps):
-            wins = self.strategy.windows(k, h, w, self.window, rng)
+            wins = self.strategy.windows(k, h, w, self.window, self.seed)
             if self.strategy.overlapping:
                 out[...] = 0.0
                 weight = self.store.create("weight", (h, w), np.float32)

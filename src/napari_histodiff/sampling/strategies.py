@@ -3,11 +3,15 @@
 Four strategies share one interface (:class:`Strategy`):
 
 ``random-shift`` (default)
-    At every step a non-overlapping window grid is shifted by a fresh random
+    At every step a non-overlapping window grid is shifted by a fresh
     offset. Every pixel gets exactly one model output per step; all windows
     of a step are batched; the scheduler then steps the whole canvas, so
     multistep solvers work unchanged. Window borders move every step, so no
     seam can form. At most (ceil(H/p)+1) x (ceil(W/p)+1) windows a step.
+    The offsets follow a randomly started low-discrepancy sequence rather
+    than independent draws, so that no two nearby steps (above all the last
+    few, which set the fine detail) put their window borders in almost the
+    same place; see :class:`RandomShift`.
 ``tiled``
     A fixed grid: the cheapest baseline, and it shows seams.
 ``multidiffusion``
@@ -37,7 +41,14 @@ class Strategy:
     overlapping = False
 
     def windows(self, step: int, height: int, width: int, size: int,
-                rng: np.random.Generator) -> list[Window]:
+                seed: int | None = None) -> list[Window]:
+        """The windows of denoising step ``step`` on a ``height`` x ``width``
+        canvas.
+
+        ``seed`` is the run's seed: a strategy that moves its windows derives
+        them from ``(seed, step)`` alone, so a step's windows do not depend
+        on which steps were computed before it.
+        """
         raise NotImplementedError
 
     def expected_windows_per_step(self, height: int, width: int, size: int) -> float:
@@ -47,13 +58,37 @@ class Strategy:
         return {"strategy": self.name}
 
 
+#: Steps of the R2 sequence (Roberts 2018): 1/g and 1/g**2 for the plastic
+#: number g, the 2-D generalisation of the golden ratio.
+_PLASTIC = 1.324717957244746
+R2_STEPS = np.array([1 / _PLASTIC, 1 / _PLASTIC**2])
+
+
 class RandomShift(Strategy):
-    """Non-overlapping grid shifted by a random offset in [0, p) each step."""
+    """Non-overlapping grid shifted by an offset in [0, p) that changes each step.
+
+    The offset of step ``k`` is ``floor(p * frac(u + k * a))`` per axis, with
+    ``u`` uniform random per run (from ``seed``) and ``a`` the R2 steps
+    (:data:`R2_STEPS`). Each axis so runs through an irrational rotation:
+    the offsets are spread evenly over [0, p) and consecutive steps are
+    always far apart (about 0.25 p and 0.43 p), where independent draws
+    sometimes give several late steps nearly the same grid. A model whose
+    outputs differ slightly from window to window then imprints those
+    borders; spreading them averages that out.
+    """
 
     name = "random-shift"
 
-    def windows(self, step, height, width, size, rng):
-        oy, ox = (int(v) for v in rng.integers(0, size, 2))
+    def offsets(self, step: int, size: int, seed: int | None) -> tuple[int, int]:
+        """Grid offset ``(oy, ox)`` of step ``step`` for windows of ``size``."""
+        start = np.random.default_rng(np.random.SeedSequence([
+            0 if seed is None else int(seed), 7])).random(2)
+        u = np.mod(start + int(step) * R2_STEPS, 1.0)
+        oy, ox = (min(int(v), size - 1) for v in np.floor(u * size))
+        return oy, ox
+
+    def windows(self, step, height, width, size, seed=None):
+        oy, ox = self.offsets(step, size, seed)
         return grid_windows(height, width, size, oy, ox)
 
     def expected_windows_per_step(self, height, width, size):
@@ -68,7 +103,7 @@ class Tiled(Strategy):
 
     name = "tiled"
 
-    def windows(self, step, height, width, size, rng):
+    def windows(self, step, height, width, size, seed=None):
         return grid_windows(height, width, size)
 
     def expected_windows_per_step(self, height, width, size):
@@ -98,7 +133,7 @@ class MultiDiffusion(Strategy):
                              "windows would leave gaps")
         return s
 
-    def windows(self, step, height, width, size, rng):
+    def windows(self, step, height, width, size, seed=None):
         return grid_windows(height, width, size, stride=self._stride(size))
 
     def expected_windows_per_step(self, height, width, size):

@@ -1,0 +1,15 @@
+"""Default synthesis settings shared by the pipelines, the CLI and the widgets.
+
+They live in this light module (no torch, no diffusers) so that the
+``histodiff`` command can show them in ``--help`` without importing the
+pipelines, which takes seconds.
+"""
+
+from __future__ import annotations
+
+#: Classifier-free guidance of the image pipeline (1 = plain conditional).
+DEFAULT_GUIDANCE = 2.0
+#: Classifier-free guidance of the mask generator over the chosen classes.
+DEFAULT_MASK_GUIDANCE = 2.0
+#: Denoising steps of the mask generator.
+DEFAULT_MASK_STEPS = 25
