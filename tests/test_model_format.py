@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 from napari_histodiff.classes import TissueClasses
-from napari_histodiff.errors import ModelFormatError, UnsafeCheckpointError
+from napari_histodiff.errors import InputError, ModelFormatError, UnsafeCheckpointError
 from napari_histodiff.model_card import ModelCard
 from napari_histodiff.model_io import init_model
 from napari_histodiff.pipeline import HistoDiffPipeline
@@ -99,3 +100,33 @@ def test_classes_from_names_puts_unknown_first():
         TissueClasses.from_names("tumor,unknown")
     with pytest.raises(ValueError, match="duplicate"):
         TissueClasses.from_names("tumor,tumor")
+
+
+def test_array_sha256_streams_blocks_like_one_tobytes():
+    import hashlib
+
+    from napari_histodiff.hashing import array_sha256, row_blocks
+
+    rng = np.random.default_rng(0)
+    for shape in [(3000, 1500), (7, 5, 3), (1,), (0, 4)]:
+        a = rng.integers(0, 9, size=shape).astype(np.int32)
+        assert array_sha256(a) == hashlib.sha256(a.tobytes()).hexdigest()
+    # a non-contiguous view hashes like its contiguous copy
+    v = rng.integers(0, 9, size=(400, 300)).astype(np.uint8)[:, ::3]
+    expected = hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
+    assert array_sha256(v) == expected
+    blocks = list(row_blocks((3000, 1500)))
+    assert len(blocks) > 1 and blocks[0].start == 0 and blocks[-1].stop == 3000
+
+
+def test_validate_mask_names_every_bad_id_across_blocks():
+    from napari_histodiff.classes import TissueClasses
+
+    classes = TissueClasses.from_names(["unknown", "tumor", "stroma"])
+    mask = np.zeros((3000, 2000), np.int32)
+    mask[5, 5] = 7
+    mask[2990, 1999] = -1  # in another row block than the 7
+    with pytest.raises(InputError, match=r"\[-1, 7\]"):
+        classes.validate_mask(mask)
+    mask[5, 5] = mask[2990, 1999] = 2
+    classes.validate_mask(mask)

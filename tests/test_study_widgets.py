@@ -186,3 +186,35 @@ def test_create_widget_from_layers_and_report(make_napari_viewer, widgets, tmp_p
             session.submit("real", 3)
     assert widget.write_report() == tmp_path / "report"
     assert "pooled accuracy 0.500 over 8 answers" in widget.status.text()
+
+
+def test_a_failed_save_is_reported_and_the_answer_kept_to_retry(
+    make_napari_viewer, widgets, tmp_path, monkeypatch
+):
+    """An unexpected error (a full disk) while saving is shown, not swallowed,
+    and the reader's choice stays so that the same case can be saved again."""
+    study = make_study(tmp_path, "single", n=3)
+    viewer = make_napari_viewer()
+    widget = widgets.ReaderWidget(viewer)
+    assert widget.start(study.path, "cy")
+    shown = []
+    monkeypatch.setattr(widgets, "notify_error", lambda exc, *a: shown.append(exc))
+    case = widget.session.case_id
+    widget.choose_answer("real")
+    widget.choose_confidence(5)
+    real_submit = widget.session.submit
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(widget.session, "submit", full_disk)
+    assert widget.submit() is False
+    assert len(shown) == 1 and isinstance(shown[0], OSError)
+    assert "No space left" in widget.status.text()
+    assert widget.session.case_id == case and widget._answer == "real"
+    assert widget.session.n_answered == 0
+
+    monkeypatch.setattr(widget.session, "submit", real_submit)
+    assert widget.submit() is True
+    assert widget.session.answers()[case].answer == "real"
+    widget.stop()

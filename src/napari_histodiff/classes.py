@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
+from .hashing import row_blocks
 
 UNKNOWN = "unknown"
 
@@ -172,11 +173,17 @@ class TissueClasses(Sequence[TissueClass]):
 
         The message names every unknown id, so the user can repaint or remap.
         """
-        ids = np.unique(mask)
-        bad = [int(i) for i in ids if i < 0 or i >= len(self)]
+        bad: set[int] = set()
+        for rows in row_blocks(mask.shape):  # blockwise: no canvas-sized copy
+            block = mask[rows]
+            if block.size and (block.min() < 0 or block.max() >= len(self)):
+                outside = block[(block < 0) | (block >= len(self))]
+                bad.update(int(i) for i in np.unique(outside))
+        bad = sorted(bad)
         if bad:
             raise InputError(
                 f"{name}: label ids {bad} are not classes of this model, which "
                 f"knows {', '.join(f'{c.index}={c.name}' for c in self._classes)}. "
                 "Repaint or remap those pixels (0 = unknown)."
             )
+

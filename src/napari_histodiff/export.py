@@ -17,7 +17,6 @@ image can be traced and reproduced.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import numpy as np
 from ._version import __version__
 from .classes import TissueClasses
 from .errors import InputError, OutputExistsError
+from .hashing import array_sha256
 
 Region = tuple[int, int, int, int]
 
@@ -260,8 +260,7 @@ def _dask(array):
 def _sha256(array) -> str | None:
     if array is None or int(np.prod(array.shape)) > HASH_MAX_PIXELS * 3:
         return None
-    data = np.ascontiguousarray(np.asarray(array))
-    return hashlib.sha256(data.tobytes()).hexdigest()
+    return array_sha256(array)
 
 
 def _downsample(level, rgb: bool):

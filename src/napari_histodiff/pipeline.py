@@ -15,7 +15,6 @@ which leaves no tile seams.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from ._version import __version__
 from .conditioning import GuidedDenoiser, MaskConditioning
 from .defaults import DEFAULT_GUIDANCE
 from .errors import InputError
+from .hashing import array_sha256
 from .model_card import ModelCard
 from .sampling.engine import DEFAULT_CHUNK, DEFAULT_WINDOW_BATCH, SynthesisEngine
 from .sampling.events import CancelledEvent, FinishedEvent
@@ -414,8 +414,7 @@ class HistoDiffPipeline(DiffusionPipeline):
             "window_batch": int(window_batch),
             "chunk": int(chunk),
             "size": [int(v) for v in mask.shape],
-            "mask_sha256": hashlib.sha256(
-                np.ascontiguousarray(mask).tobytes()).hexdigest(),
+            "mask_sha256": array_sha256(mask),
             "device": str(self.unet.device),
             "dtype": str(self.unet.dtype).replace("torch.", ""),
         }

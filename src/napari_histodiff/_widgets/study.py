@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import napari
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QKeySequence
 from qtpy.QtWidgets import (
@@ -36,10 +36,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..errors import HistodiffError, InputError
+from ..errors import InputError
 from ..study import ReaderSession, create_study, write_report
 from ..study.designs import DESIGN_TITLES, DESIGNS, LEVELS, QUESTIONS
 from ..study.images import RGBImage
+from ._common import notify_error
 
 #: Names of the layers that show a case; they never change between cases.
 CASE_LAYER_NAMES = {1: ("case",), 2: ("left", "right")}
@@ -291,8 +292,10 @@ class StudyCreateWidget(QWidget):
 
     # -- actions ----------------------------------------------------------
     def _fail(self, exc: Exception) -> None:
+        """Show the error in the panel and as a notification; nothing is lost
+        (the form and the chosen answer stay as they were, to retry)."""
         self.status.setText(f"Error: {exc}")
-        show_error(str(exc))
+        notify_error(exc)
 
     def create(self) -> Path | None:
         """Create the study from the form; return its folder (None on error)."""
@@ -319,7 +322,7 @@ class StudyCreateWidget(QWidget):
                 seed=int(seed_text) if seed_text else None,
                 key_path=self.key_out.text().strip() or None,
             )
-        except HistodiffError as exc:
+        except Exception as exc:  # noqa: BLE001 - shown to the user, logged
             self._fail(exc)
             return None
         key = self.key_out.text().strip() or study.default_key_path
@@ -348,7 +351,7 @@ class StudyCreateWidget(QWidget):
                 key_path=self.report_key.text().strip() or None,
                 overwrite=True,
             )
-        except HistodiffError as exc:
+        except Exception as exc:  # noqa: BLE001 - shown to the user, logged
             self._fail(exc)
             return None
         pooled = report.results.pooled
@@ -475,8 +478,10 @@ class ReaderWidget(QWidget):
             self.study_path.setText(path)
 
     def _fail(self, exc: Exception) -> None:
+        """Show the error in the panel and as a notification; nothing is lost
+        (the form and the chosen answer stay as they were, to retry)."""
         self.status.setText(f"Error: {exc}")
-        show_error(str(exc))
+        notify_error(exc)
 
     # -- starting and stopping -------------------------------------------
     def start(
@@ -504,7 +509,7 @@ class ReaderWidget(QWidget):
                 self.reader_name.text(),
                 training=self.training.isChecked(),
             )
-        except HistodiffError as exc:
+        except Exception as exc:  # noqa: BLE001 - shown to the user, logged
             self._fail(exc)
             return False
         self._hide_other_layers()
@@ -634,7 +639,7 @@ class ReaderWidget(QWidget):
             feedback = self.session.submit(
                 self._answer, self._confidence, self.comment.text()
             )
-        except HistodiffError as exc:
+        except Exception as exc:  # noqa: BLE001 - shown to the user, logged
             self._fail(exc)
             return False
         self.feedback.setText(feedback.message if feedback else "")
