@@ -133,6 +133,24 @@ def test_augmentations_keep_image_and_mask_aligned():
     assert np.abs(jit.astype(int) - 128).max() < 40
 
 
+def test_stain_jitter_keeps_the_colours_of_a_real_image():
+    """Zero jitter is the identity, and mild jitter keeps the mean colour: the
+    first version went through skimage's clipping rgb2hed/hed2rgb and took
+    13-23 grey levels of green from every crop."""
+    from skimage import data
+
+    from napari_histodiff.training.augment import jitter_stains
+
+    img = data.immunohistochemistry()
+    same = jitter_stains(img, np.random.default_rng(0), 0.0, 0.0)
+    assert np.abs(same.astype(int) - img).max() <= 1
+    for seed in range(4):
+        jit = jitter_stains(img, np.random.default_rng(seed), 0.05, 0.005)
+        change = np.abs(jit.mean(axis=(0, 1)) - img.mean(axis=(0, 1)))
+        assert change.max() < 5, change
+        assert not np.array_equal(jit, img)
+
+
 def test_unlabelled_crops_get_the_null_mask():
     samples = toy_samples(1) + [Sample(np.full((24, 24, 3), 90, np.uint8), None, "u")]
     sampler = CropSampler(samples, 16, unlabelled_fraction=1.0)

@@ -2,8 +2,9 @@
 
 Tissue has no preferred orientation, so flips and 90-degree rotations (the
 eight symmetries of the square) apply to image and mask together. Stain
-jitter perturbs the hematoxylin, eosin and DAB optical densities
-(``skimage.color.rgb2hed``) by a small random factor and offset, imitating
+jitter perturbs the hematoxylin, eosin and DAB optical densities (colour
+deconvolution, Ruifrok and Johnston 2001) by a small random factor and
+offset, imitating
 the variation between stainings and scanners; the mask is unchanged.
 """
 
@@ -56,14 +57,27 @@ class Augment:
 
 def jitter_stains(rgb: np.ndarray, rng: np.random.Generator, scale: float,
                   shift: float) -> np.ndarray:
-    """Scale and shift the H, E, D optical densities of one uint8 RGB image."""
-    from skimage.color import hed2rgb, rgb2hed
+    """Scale and shift the H, E, D optical densities of one uint8 RGB image.
 
-    hed = rgb2hed(rgb)
+    Optical density is ``-ln((I + 1) / 256)`` per RGB channel; it is split
+    into hematoxylin, eosin and DAB densities with the Ruifrok-Johnston
+    matrix (``skimage.color.hed_from_rgb``), each density is multiplied by
+    ``1 + U(-scale, scale)`` and offset by ``U(-shift, shift)``, and the
+    result is mixed back. The two matrices are exact inverses and nothing is
+    clipped in between, so with no jitter the image comes back unchanged.
+
+    (``skimage.color.rgb2hed`` clips negative densities to zero, which does
+    not round-trip: through ``rgb2hed``/``hed2rgb`` this IHC image lost about
+    20 grey levels of green, i.e. every training crop turned magenta.)
+    """
+    from skimage.color import hed_from_rgb, rgb_from_hed
+
+    od = -np.log((rgb.astype(np.float64) + 1.0) / 256.0)
+    stains = od @ hed_from_rgb
     a = 1.0 + rng.uniform(-scale, scale, 3)
     b = rng.uniform(-shift, shift, 3)
-    out = hed2rgb(hed * a + b)
-    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+    out = 256.0 * np.exp(-((stains * a + b) @ rgb_from_hed)) - 1.0
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def no_augment() -> Augment:
