@@ -126,3 +126,47 @@ def test_region_regeneration_changes_only_the_region(tiny_pipe, small_mask):
     with pytest.raises(InputError, match="regenerate"):
         tiny_pipe(small_mask, num_inference_steps=1, context_image=base,
                   regenerate=np.zeros(small_mask.shape, bool))
+
+
+def test_noise_mean_from_the_card(tiny_model_dir, small_mask, tmp_path):
+    """A card without class means: auto = zero and 'classes' is refused; with
+    them, auto = classes, the output changes and the settings say which."""
+    import shutil
+
+    from napari_histodiff.errors import InputError
+    from napari_histodiff.model_card import ModelCard
+    from napari_histodiff.pipeline import HistoDiffPipeline
+
+    plain = HistoDiffPipeline.from_pretrained(tiny_model_dir, device="cpu")
+    assert plain.card.class_means is None
+    out = plain(small_mask, num_inference_steps=2, seed=0)
+    assert out.settings["noise_mean"] == "zero"
+    with pytest.raises(InputError, match="noise_mean: 'classes' needs"):
+        plain(small_mask, num_inference_steps=2, noise_mean="classes")
+    with pytest.raises(InputError, match="noise_mean: 'grey'"):
+        plain(small_mask, num_inference_steps=2, noise_mean="grey")
+
+    folder = tmp_path / "with-means"
+    shutil.copytree(tiny_model_dir, folder)
+    card = ModelCard.load(folder)
+    card.class_means = [[0.0, 0.0, 0.0], [0.9, -0.5, 0.2], [-0.3, 0.4, 0.8],
+                        [0.5, 0.5, -0.9]]
+    card.save(folder)
+    pipe = HistoDiffPipeline.from_pretrained(folder, device="cpu")
+    assert pipe.card.class_means == card.class_means  # round trip
+    centred = pipe(small_mask, num_inference_steps=2, seed=0)
+    zero = pipe(small_mask, num_inference_steps=2, seed=0, noise_mean="zero")
+    assert centred.settings["noise_mean"] == "classes"
+    np.testing.assert_array_equal(zero.image, out.image)
+    assert not np.array_equal(centred.image, zero.image)
+
+
+def test_malformed_class_means_are_refused(tiny_model_dir):
+    from napari_histodiff.errors import ModelFormatError
+    from napari_histodiff.model_card import ModelCard
+
+    card = ModelCard.load(tiny_model_dir)
+    for bad in ([[0.0, 0.0, 0.0]], [[0.0] * 3, [0.0] * 3, [0.0] * 3, [0.0] * 2],
+                [[float("nan")] * 3] * 4):
+        with pytest.raises(ModelFormatError, match="class_means"):
+            ModelCard(classes=card.classes, class_means=bad)

@@ -93,3 +93,30 @@ def test_initial_noise_independent_of_chunk_and_store(tmp_path):
     b = noise(ZarrStore(tmp_path / "n.zarr", chunk=64), 64)
     np.testing.assert_array_equal(a, b)
     assert abs(float(a.std()) - 1.0) < 0.05
+
+
+@pytest.mark.parametrize("name", ["dpm++", "ddim", "euler"])
+def test_initial_noise_centred_on_the_mean_as_the_forward_process_scales_it(name):
+    """``init_noise(mean)`` = the same noise + (what add_noise does to a clean
+    value at the first timestep) * mean: alpha_T * mean for VP schedulers,
+    mean itself for Euler's (sigma) parameterisation."""
+    mean_field = np.random.default_rng(1).uniform(-1, 1, SHAPE).astype(np.float32)
+
+    def init(mean):
+        sched = make_scheduler(name, default_scheduler().config)
+        sched.set_timesteps(STEPS)
+        store = MemoryStore()
+        store.create("latents", SHAPE, np.float32)
+        ChunkedSchedulerStepper(sched, store, 16, 0).init_noise(mean)
+        return np.asarray(store["latents"]), sched
+
+    plain, sched = init(None)
+    centred, _ = init(lambda sy, sx: mean_field[:, sy, sx])
+    t0 = int(sched.timesteps[0])
+    if name == "euler":
+        expected_scale = 1.0
+    else:
+        expected_scale = float(sched.alphas_cumprod[t0]) ** 0.5
+    atol = 1e-6 * max(1.0, float(np.abs(plain).max()))  # float32 at Euler's sigma
+    np.testing.assert_allclose(centred - plain, expected_scale * mean_field,
+                               rtol=1e-4, atol=atol)

@@ -115,3 +115,21 @@ def test_cli_trains_resumes_and_writes_a_loadable_model(tmp_path, capsys):
     write(msk, "t0.png", np.full((32, 32), 9, np.uint8))
     assert main([*base, "--steps", "2", "--overwrite"]) == 2
     assert "t0.png" in capsys.readouterr().err
+
+
+def test_class_means_of_labelled_pixels_and_overall_for_the_rest():
+    from napari_histodiff.training.data import Sample, class_means
+
+    img = np.zeros((2, 4, 3), np.uint8)
+    img[0] = 255            # class 1: white
+    img[1, :2] = (0, 0, 0)  # class 2: black
+    img[1, 2:] = 51         # class 0 (unknown): grey
+    mask = np.array([[1, 1, 1, 1], [2, 2, 0, 0]], np.uint8)
+    unlabelled = Sample(np.full((2, 2, 3), 255, np.uint8), None, "u")
+    means = np.array(class_means([Sample(img, mask, "a"), unlabelled], 4))
+    np.testing.assert_allclose(means[1], 1.0)
+    np.testing.assert_allclose(means[2], -1.0)
+    # unknown and the absent class 3: the mean of all 12 pixels
+    overall = (8 * 255 + 2 * 0 + 2 * 51) / 12 / 127.5 - 1.0
+    np.testing.assert_allclose(means[0], overall, atol=1e-6)
+    np.testing.assert_allclose(means[3], overall, atol=1e-6)

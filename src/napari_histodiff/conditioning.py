@@ -66,6 +66,19 @@ class MaskConditioning:
             onehot = onehot.reshape(k, h // f, f, w // f, f).mean(axis=(2, 4))
         return onehot
 
+    def mean_canvas(self, rows: slice, cols: slice, means) -> np.ndarray:
+        """Expected clean canvas over ``rows`` x ``cols`` given the mask.
+
+        ``means`` is (classes, C): the mean canvas value of each class (the
+        model card's ``class_means``). Each canvas pixel gets the means of
+        the classes under it, weighted by their area (one class per pixel in
+        pixel space). Returns (C, h, w) float32.
+        """
+        means = np.asarray(means, np.float32)
+        weights = self.window(np.arange(rows.start, rows.stop),
+                              np.arange(cols.start, cols.stop))
+        return np.tensordot(means.T, weights, axes=1).astype(np.float32)
+
     def null(self, height: int, width: int) -> np.ndarray:
         out = np.zeros((self.channels, height, width), np.float32)
         out[0] = 1.0

@@ -13,3 +13,5 @@ DEFAULT_GUIDANCE = 2.0
 DEFAULT_MASK_GUIDANCE = 2.0
 #: Denoising steps of the mask generator.
 DEFAULT_MASK_STEPS = 25
+#: Where the image pipeline centres its initial noise (see ``noise_mean``).
+NOISE_MEANS = ("auto", "classes", "zero")

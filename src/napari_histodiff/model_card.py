@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .classes import TissueClasses
 from .errors import ModelFormatError
 
@@ -51,6 +53,14 @@ class ModelCard:
         Data, steps, seed, software version that made the weights.
     mask_resolution_factor : int
         For ``mask_unet/``: how many image pixels one mask-model pixel spans.
+    class_means : list of list of float or None
+        For each class (by index), the mean clean canvas value of its pixels
+        in the training data (model space: [-1, 1] for pixel models), one
+        value per canvas channel; ``unknown`` has the mean of all pixels.
+        Samplers centre the initial noise on the means of each pixel's class,
+        scaled as the forward process scales the clean image at the first
+        timestep (:meth:`.conditioning.MaskConditioning.mean_canvas`).
+        None: centred on zero.
     """
 
     classes: TissueClasses
@@ -63,8 +73,20 @@ class ModelCard:
     image_channels: int = 3
     provenance: dict[str, Any] = field(default_factory=dict)
     mask_resolution_factor: int = 4
+    class_means: list[list[float]] | None = None
 
     def __post_init__(self) -> None:
+        if self.class_means is not None:
+            means = self.class_means
+            if (not isinstance(means, list) or len(means) != len(self.classes)
+                    or any(not isinstance(m, list) or not m for m in means)
+                    or len({len(m) for m in means}) != 1
+                    or not np.isfinite(np.asarray(means, dtype=float)).all()):
+                raise ModelFormatError(
+                    f"{CARD_NAME}: class_means must list one row of finite "
+                    f"numbers per class ({len(self.classes)} classes), got "
+                    f"{means!r:.200}"
+                )
         if self.space not in SPACES:
             raise ModelFormatError(f"{CARD_NAME}: space must be one of {SPACES}, "
                                    f"got {self.space!r}")

@@ -15,6 +15,7 @@ which leaves no tile seams.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +27,8 @@ from diffusers import DiffusionPipeline
 
 from ._version import __version__
 from .conditioning import GuidedDenoiser, MaskConditioning
-from .defaults import DEFAULT_GUIDANCE
-from .errors import InputError
+from .defaults import DEFAULT_GUIDANCE, NOISE_MEANS
+from .errors import InputError, ModelFormatError
 from .hashing import array_sha256
 from .model_card import ModelCard
 from .sampling.engine import DEFAULT_CHUNK, DEFAULT_WINDOW_BATCH, SynthesisEngine
@@ -263,6 +264,27 @@ class HistoDiffPipeline(DiffusionPipeline):
         context = np.moveaxis(context_image.astype(np.float32) / 127.5 - 1.0, -1, 0)
         return np.ascontiguousarray(context), ~regenerate
 
+    def _check_noise_mean(self, noise_mean: str) -> str:
+        """The effective ``noise_mean``: ``classes`` or ``zero``."""
+        if noise_mean not in NOISE_MEANS:
+            raise InputError(f"noise_mean: {noise_mean!r} is not one of "
+                             f"{', '.join(NOISE_MEANS)}")
+        has_means = self.card.class_means is not None
+        if noise_mean == "classes" and not has_means:
+            raise InputError(
+                "noise_mean: 'classes' needs the class means in the model card "
+                f"({self.source}); this model has none (models trained before "
+                "they were recorded). Use 'zero' or 'auto'.")
+        effective = ("classes" if has_means else "zero") if noise_mean == "auto" \
+            else noise_mean
+        channels = self.unet.config.out_channels
+        if effective == "classes" and len(self.card.class_means[0]) != channels:
+            raise ModelFormatError(
+                f"{self.source}: class_means in the model card have "
+                f"{len(self.card.class_means[0])} values per class, but the UNet "
+                f"makes {channels} channels; fix or remove class_means")
+        return effective
+
     # -- synthesis ---------------------------------------------------------------------
     def prepare(
         self,
@@ -280,6 +302,7 @@ class HistoDiffPipeline(DiffusionPipeline):
         preview_every: int = 5,
         context_image=None,
         regenerate=None,
+        noise_mean: str = "auto",
     ) -> SynthesisRun:
         """Check inputs and set up a :class:`SynthesisRun` without running it.
 
@@ -292,6 +315,7 @@ class HistoDiffPipeline(DiffusionPipeline):
                                  window_batch, strat, sampler)
         context, keep = self._check_context(mask, context_image, regenerate, strat,
                                             sampler)
+        noise_mean = self._check_noise_mean(noise_mean)
         card = self.card
         f = card.vae_scale_factor
 
@@ -308,7 +332,7 @@ class HistoDiffPipeline(DiffusionPipeline):
             store = open_store(store, (H, W), store_path, chunk=chunk)
         store.set_attrs(settings=self.settings_for(
             mask, guidance_scale, num_inference_steps, scheduler, strat.settings(),
-            seed, window_batch, chunk))
+            seed, window_batch, chunk, noise_mean))
 
         # 4. The engine that will denoise it
         engine = SynthesisEngine(
@@ -319,6 +343,8 @@ class HistoDiffPipeline(DiffusionPipeline):
             window_batch=int(window_batch), chunk=chunk, vae=self.vae,
             latent_scaling=card.latent_scaling, factor=f,
             preview_every=preview_every, context=context, keep=keep,
+            noise_mean=None if noise_mean == "zero" else functools.partial(
+                conditioning.mean_canvas, means=card.class_means),
         )
         return SynthesisRun(engine, mask, store.attrs["settings"])
 
@@ -338,6 +364,7 @@ class HistoDiffPipeline(DiffusionPipeline):
         chunk: int = DEFAULT_CHUNK,
         context_image=None,
         regenerate=None,
+        noise_mean: str = "auto",
         callback=None,
     ) -> HistoDiffOutput:
         """Synthesise an image that follows ``mask``.
@@ -376,6 +403,13 @@ class HistoDiffPipeline(DiffusionPipeline):
             surroundings; the output equals it outside ``regenerate``.
         regenerate : np.ndarray, optional
             (H, W) bool, True where new pixels are synthesised.
+        noise_mean : {"auto", "classes", "zero"}
+            Where the initial noise is centred. ``classes``: on the training
+            mean of each pixel's class (the model card's ``class_means``), as
+            the forward process would centre it for an image with those
+            colours, so the model does not have to guess overall brightness
+            and colour from pure noise (it guesses grey). ``zero``: plain
+            noise. ``auto`` (default): ``classes`` when the card has them.
         callback : callable, optional
             Called with every event; return ``False`` to cancel.
 
@@ -387,7 +421,7 @@ class HistoDiffPipeline(DiffusionPipeline):
         run = self.prepare(mask, guidance_scale, num_inference_steps, scheduler,
                            strategy, seed, window_batch, stride, store, store_path,
                            chunk, context_image=context_image,
-                           regenerate=regenerate)
+                           regenerate=regenerate, noise_mean=noise_mean)
         # 5. Denoise, reporting events
         for event in run.events():
             if callback is not None and callback(event) is False:
@@ -400,7 +434,8 @@ class HistoDiffPipeline(DiffusionPipeline):
         return self.prepare(mask, **kwargs)
 
     def settings_for(self, mask, guidance_scale, steps, scheduler, strategy: dict,
-                     seed, window_batch, chunk) -> dict[str, Any]:
+                     seed, window_batch, chunk, noise_mean: str = "zero"
+                     ) -> dict[str, Any]:
         """The settings recorded with every output, enough to reproduce it."""
         return {
             "software": f"napari-histodiff {__version__}",
@@ -413,6 +448,7 @@ class HistoDiffPipeline(DiffusionPipeline):
             **strategy,
             "window_batch": int(window_batch),
             "chunk": int(chunk),
+            "noise_mean": noise_mean,
             "size": [int(v) for v in mask.shape],
             "mask_sha256": array_sha256(mask),
             "device": str(self.unet.device),

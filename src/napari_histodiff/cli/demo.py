@@ -6,7 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from ._common import nonneg_int, positive_int, size_hw
+from ..defaults import DEFAULT_GUIDANCE
+from ._common import nonneg_float, nonneg_int, positive_int, size_hw
 
 
 def register(subparsers) -> None:
@@ -21,7 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("--classes", default=None,
                    help="comma-separated classes to include (default: all)")
     p.add_argument("--steps", type=positive_int, default=20)
-    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--guidance", type=nonneg_float, default=DEFAULT_GUIDANCE,
+                   help=f"classifier-free guidance (default {DEFAULT_GUIDANCE})")
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--overwrite", action="store_true",
                    help="replace files of an earlier demo in OUT")

@@ -83,6 +83,10 @@ class SynthesisEngine:
         equal the context exactly.
     keep : np.ndarray, optional
         (h, w) bool, True where the context is held.
+    noise_mean : callable, optional
+        ``noise_mean(rows, cols) -> (C, h, w)``: the expected clean canvas, on
+        which the initial noise is centred (see
+        :meth:`.stepper.ChunkedSchedulerStepper.init_noise`).
     """
 
     def __init__(self, *, denoiser, scheduler, conditioning, store: CanvasStore,
@@ -91,7 +95,7 @@ class SynthesisEngine:
                  window_batch: int = DEFAULT_WINDOW_BATCH,
                  chunk: int = DEFAULT_CHUNK, vae=None, latent_scaling: float = 1.0,
                  factor: int = 1, preview_every: int = 5, context=None,
-                 keep=None):
+                 keep=None, noise_mean=None):
         self.denoiser = denoiser
         self.scheduler = scheduler
         self.conditioning = conditioning
@@ -110,6 +114,7 @@ class SynthesisEngine:
         self.preview_every = max(1, int(preview_every))
         self.context = context
         self.keep = keep
+        self.noise_mean = noise_mean
         self._cancel = threading.Event()
         self.windows_evaluated = 0
         self.windows_per_step: list[int] = []
@@ -145,7 +150,7 @@ class SynthesisEngine:
         self.scheduler.set_timesteps(self.num_inference_steps)
         self.stepper = ChunkedSchedulerStepper(self.scheduler, st, self.chunk,
                                                self.seed)
-        self.stepper.init_noise()
+        self.stepper.init_noise(self.noise_mean)
         if self.context is not None:
             self._hold_context(-1, int(self.scheduler.timesteps[0]))
         try:

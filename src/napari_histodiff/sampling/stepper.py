@@ -64,21 +64,39 @@ class ChunkedSchedulerStepper:
         params = inspect.signature(scheduler.step).parameters
         self._takes_generator = "generator" in params
 
-    def init_noise(self) -> None:
+    def init_noise(self, mean=None) -> None:
         """Fill ``latents`` with the initial noise, tile by tile.
 
         The noise tiles are fixed (:data:`NOISE_TILE`), so the initial noise
         depends on the seed only, not on the chunk size or the store.
+
+        Parameters
+        ----------
+        mean : callable, optional
+            ``mean(rows, cols) -> (C, h, w)``: the expected clean canvas there.
+            The noise is then centred where the forward process puts a clean
+            image with that value at the first timestep (``alpha_T * mean``
+            for variance-preserving schedulers, ``mean`` for Euler-type ones),
+            instead of on zero. Without it, a model that must guess the mean
+            colour from pure noise at the first step guesses grey.
         """
         import torch
 
         lat = self.store["latents"]
         sigma = float(self.scheduler.init_noise_sigma)
+        scale = 0.0
+        if mean is not None:  # what add_noise does to a clean value of 1
+            one = torch.ones(1, 1, 1, 1)
+            scale = float(self.scheduler.add_noise(
+                one, torch.zeros_like(one), self.scheduler.timesteps[:1]).item())
         tiles = chunk_regions(lat.shape[-2], lat.shape[-1], NOISE_TILE)
         for i, (sy, sx) in enumerate(tiles):
             g = torch.Generator().manual_seed(chunk_seed(self.seed, -1, i))
             shape = (lat.shape[0], sy.stop - sy.start, sx.stop - sx.start)
-            lat[:, sy, sx] = (torch.randn(shape, generator=g) * sigma).numpy()
+            tile = (torch.randn(shape, generator=g) * sigma).numpy()
+            if mean is not None:
+                tile = tile + scale * mean(sy, sx)
+            lat[:, sy, sx] = tile
 
     def step(self, step: int, t) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
         """Step every chunk; yield ``(region, x0_estimate)`` after each.

@@ -214,3 +214,31 @@ def describe(samples: Sequence[Sample]) -> dict:
         "unlabelled_pixels": int(sum(s.image.shape[0] * s.image.shape[1]
                                      for s in samples if s.mask is None)),
     }
+
+
+def class_means(samples: list[Sample], num_classes: int) -> list[list[float]]:
+    """Mean RGB of each class's pixels, in model space ([-1, 1]).
+
+    Row ``k`` is the mean over the labelled pixels of class ``k``; classes
+    without pixels, and ``unknown`` (0), get the mean of all pixels, labelled
+    or not. The model card keeps these so that samplers can centre the
+    initial noise on them (``noise_mean``).
+    """
+    sums = np.zeros((num_classes, 3))
+    counts = np.zeros(num_classes)
+    total, n = np.zeros(3), 0
+    for sample in samples:
+        pixels = sample.image.reshape(-1, 3).astype(np.float64) / 127.5 - 1.0
+        total += pixels.sum(axis=0)
+        n += len(pixels)
+        if sample.mask is not None:
+            ids = sample.mask.reshape(-1).astype(np.int64)
+            counts += np.bincount(ids, minlength=num_classes)[:num_classes]
+            for c in range(3):
+                sums[:, c] += np.bincount(ids, weights=pixels[:, c],
+                                          minlength=num_classes)[:num_classes]
+    overall = total / max(n, 1)
+    means = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None],
+                     overall)
+    means[0] = overall
+    return [[round(float(v), 6) for v in row] for row in means]

@@ -21,7 +21,7 @@ from .._version import __version__
 from ..classes import TissueClasses
 from ..errors import InputError
 from .augment import Augment
-from .data import CropSampler, Sample, describe
+from .data import CropSampler, Sample, class_means, describe
 from .loop import DiffusionTrainer, TrainSettings, step_rng
 from .models import build_train_unet, count_parameters, load_unet
 
@@ -178,6 +178,7 @@ def save_image_model(job: ImageTrainJob, unet, steps: int) -> Path:
             provenance["mask_model"] = old_card.provenance["mask_model"]
     card = ModelCard(classes=job.classes, patch_size=job.spec.patch_size,
                      provenance=provenance,
+                     class_means=class_means(job.samples, len(job.classes)),
                      mask_resolution_factor=old_card.mask_resolution_factor
                      if old_card else 4)
     tmp = out.with_name(out.name + ".writing")
