@@ -80,6 +80,10 @@ def test_generate_writes_omezarr_and_is_reproducible(tiny_model_dir, mask_png,
     assert res.returncode == 0, res.stderr
     again = np.asarray(read_synthesis(tmp_path / "b.zarr")["image"][0])
     assert np.array_equal(image, again)
+    assert s["noise_mean"] == "zero"  # this card records no class means
+    res = run_cli(*args, "--out", str(tmp_path / "c.zarr"), "--noise-mean", "classes")
+    assert res.returncode == 2 and "noise_mean: 'classes' needs" in res.stderr
+    assert not (tmp_path / "c.zarr").exists()
 
 
 def _bad(tmp_path, name, array):

@@ -64,6 +64,10 @@ def test_generates_only_the_chosen_classes_beyond_one_window(model_dir):
     assert np.array_equal(out.mask, again.mask)
     single = pipe("stroma", height=16, width=16, num_inference_steps=2)
     assert set(np.unique(single.mask)) == {2}
+    assert out.settings["noise_mean"] == "classes"
+    plain = pipe(["tumor", "fat"], height=70, width=90, num_inference_steps=3,
+                 seed=2, noise_mean="zero")
+    assert plain.settings["noise_mean"] == "zero"
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -74,6 +78,7 @@ def test_generates_only_the_chosen_classes_beyond_one_window(model_dir):
     ({"guidance_scale": -1.0}, "guidance_scale"),
     ({"num_inference_steps": 0}, "num_inference_steps"),
     ({"seed": -3}, "seed"),
+    ({"noise_mean": "grey"}, "noise_mean: 'grey'"),
 ])
 def test_check_inputs_names_the_argument(model_dir, kwargs, match):
     pipe = HistoDiffMaskPipeline.from_pretrained(model_dir)

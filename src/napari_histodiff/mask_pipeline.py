@@ -220,6 +220,7 @@ class HistoDiffMaskPipeline(DiffusionPipeline):
         seed: int = 0,
         window_batch: int = 8,
         smoothing: float | None = None,
+        noise_mean: str = "classes",
         callback=None,
     ) -> MaskOutput:
         """Generate an (height, width) mask holding ``classes``.
@@ -244,6 +245,12 @@ class HistoDiffMaskPipeline(DiffusionPipeline):
         smoothing : float, optional
             Gaussian sigma (image pixels) applied to the upsampled class maps
             before the argmax; default half the resolution factor.
+        noise_mean : {"classes", "zero"}
+            ``classes`` (default) centres the initial noise on the class maps
+            expected without other knowledge, an equal share for each chosen
+            class and none for the others (as the forward process scales a
+            clean value at the first timestep); ``zero``: plain noise, from
+            which the model must guess the class shares.
         callback : callable, optional
             Called with every engine event; return ``False`` to cancel.
 
@@ -263,6 +270,15 @@ class HistoDiffMaskPipeline(DiffusionPipeline):
         k = self.card.num_classes
         window = int(self.mask_unet.config.sample_size)
 
+        if noise_mean not in ("classes", "zero"):
+            raise InputError(f"noise_mean: {noise_mean!r} is not one of classes, "
+                             "zero")
+        prior = np.where(vector > 0, 2.0 / max(vector.sum(), 1) - 1.0, -1.0)
+
+        def expected_maps(rows: slice, cols: slice) -> np.ndarray:
+            shape = (k, rows.stop - rows.start, cols.stop - cols.start)
+            return np.broadcast_to(prior[:, None, None], shape).astype(np.float32)
+
         # 2. Conditioning and the guided mask UNet
         conditioning = ClassSetConditioning(vector)
         denoiser = GuidedDenoiser(self.mask_unet, guidance_scale,
@@ -279,6 +295,7 @@ class HistoDiffMaskPipeline(DiffusionPipeline):
             image_shape=(h, w), window=window,
             num_inference_steps=int(num_inference_steps), seed=int(seed),
             window_batch=int(window_batch),
+            noise_mean=expected_maps if noise_mean == "classes" else None,
         )
 
         # 4. Denoise
@@ -304,6 +321,7 @@ class HistoDiffMaskPipeline(DiffusionPipeline):
             "strategy": strategy,
             "seed": int(seed),
             "smoothing": sigma,
+            "noise_mean": noise_mean,
             "mask_resolution_factor": f,
         }
         return MaskOutput(mask, probs, settings)

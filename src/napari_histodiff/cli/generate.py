@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..defaults import DEFAULT_GUIDANCE
+from ..defaults import DEFAULT_GUIDANCE, NOISE_MEANS
 from ..sampling.engine import DEFAULT_WINDOW_BATCH
 from ..sampling.strategies import DEFAULT_STRATEGY, STRATEGIES
 from ..schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, scheduler_names
@@ -45,6 +45,10 @@ def register(subparsers) -> None:
     p.add_argument("--window-batch", type=positive_int, default=DEFAULT_WINDOW_BATCH,
                    help=f"windows per UNet call (default {DEFAULT_WINDOW_BATCH})")
     p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--noise-mean", choices=NOISE_MEANS, default="auto",
+                   help="centre the initial noise on the class means of the "
+                   "model card ('classes'), or not ('zero'); auto: classes when "
+                   "the card has them")
     p.add_argument("--store", choices=("auto", "memory", "zarr"), default="auto",
                    help="where the canvas lives while it is denoised; auto puts "
                    "large canvases on disk beside the output")
@@ -74,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
         guidance=args.guidance, scheduler=args.scheduler, strategy=args.strategy,
         stride=args.stride, window_batch=args.window_batch, seed=args.seed,
         store=args.store, device=args.device, fp16=args.fp16,
-        preview=args.preview, side_by_side=args.side_by_side,
-        overwrite=args.overwrite, quiet=args.quiet)
+        noise_mean=args.noise_mean, preview=args.preview,
+        side_by_side=args.side_by_side, overwrite=args.overwrite, quiet=args.quiet)
     s = result["stats"]
     print(f"wrote {out} ({mask.shape[0]}x{mask.shape[1]}, {args.strategy}, "
           f"{args.steps} steps, guidance {args.guidance}, seed {args.seed}) in "
@@ -88,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
 
 def generate_to_files(*, model, mask, out: Path, steps, guidance, scheduler,
                       strategy, stride, window_batch, seed, store, device, fp16,
-                      preview=None, side_by_side=None, overwrite=False,
-                      quiet=False) -> dict:
+                      noise_mean="auto", preview=None, side_by_side=None,
+                      overwrite=False, quiet=False) -> dict:
     """Load the model, synthesise, write OME-Zarr (and PNGs); return a summary."""
     import numpy as np
 
@@ -110,7 +114,7 @@ def generate_to_files(*, model, mask, out: Path, steps, guidance, scheduler,
         run = pipe.stream(mask, guidance_scale=guidance, num_inference_steps=steps,
                           scheduler=scheduler, strategy=strategy, stride=stride,
                           seed=seed, window_batch=window_batch, store=store,
-                          store_path=work)
+                          store_path=work, noise_mean=noise_mean)
         with progress(steps, "denoising", quiet) as bar:
             for event in run.events():
                 if isinstance(event, StepEvent):
