@@ -16,6 +16,7 @@ from napari_histodiff.benchmark import (
 )
 from napari_histodiff.cli import main
 from napari_histodiff.sampling.seams import grid_line_positions, seam_score
+from napari_histodiff.sampling.strategies import RandomShift
 
 
 # -- seam score ------------------------------------------------------------------
@@ -95,13 +96,44 @@ def test_summarize_and_targets():
     assert rows[2]["seam_score"] is None
     memory = {"sizes": [2048, 8192], "peak_rss_ratio": 1.1}
     targets = {t["target"]: t for t in check_targets(rows, memory)}
-    tiled = targets["random-shift windows per step / tiled"]
+    tiled = targets["random-shift windows per plain step / tiled"]
     assert tiled["value"] == pytest.approx(285 / 256) and tiled["met"]
-    di = targets["random-shift windows per step / diffinfinite"]
+    di = targets["random-shift windows per plain step / diffinfinite"]
     assert di["value"] == pytest.approx(285 / 570) and di["met"]
     overhead = targets["random-shift wall time / UNet time"]
     assert overhead["value"] == pytest.approx(1.2) and not overhead["met"]
-    assert len(targets) == 4
+    assert len(targets) == 4  # no blended steps: no default-run figure
+
+
+def test_summarize_separates_blended_steps():
+    def run(strategy, windows, seed=0, **extra):
+        return {"strategy": strategy, "size": 1024, "seed": seed,
+                "windows_per_step": windows, "wall_seconds": 2.0,
+                "unet_seconds": 1.9, "peak_rss_mb": 500.0, "seam_score": 1.0,
+                **extra}
+
+    rs = summarize([run("random-shift", [289, 289, 3 * 289, 3 * 289],
+                        blend_steps=2),
+                    run("random-shift", [289, 256, 3 * 289, 3 * 256], seed=1,
+                        blend_steps=2)])
+    assert rs["blend_steps"] == 2
+    assert rs["plain_windows_per_step"] == pytest.approx((3 * 289 + 256) / 4)
+    assert rs["blended_windows_per_step"] == pytest.approx(3 * (3 * 289 + 256) / 4)
+    plain, blended = rs["plain_windows_per_step"], rs["blended_windows_per_step"]
+    assert rs["windows_per_step_default_run"] == pytest.approx(
+        (23 * plain + 2 * blended) / 25)
+    tiled = summarize([run("tiled", [256] * 4)])
+    targets = {t["target"]: t for t in check_targets([rs, tiled], None)}
+    assert targets["random-shift windows per plain step / tiled"]["value"] == (
+        pytest.approx(plain / 256))
+    run_ratio = targets["random-shift windows per step of a 25-step run / tiled"]
+    assert run_ratio["value"] == pytest.approx(
+        (23 * plain + 2 * blended) / 25 / 256)
+    assert run_ratio["met"] == (run_ratio["value"] <= 1.3)
+    # a run shorter than the blend: every step blended, no plain figure
+    short = summarize([run("random-shift", [867], blend_steps=2)])
+    assert short["plain_windows_per_step"] is None
+    assert "windows_per_step_default_run" not in short
 
 
 def test_quick_settings():
@@ -137,7 +169,14 @@ def test_bench_quick_via_cli(tmp_path, capsys):
         if strategy == "tiled":
             assert row["windows_per_step"] == tiles
         if strategy == "random-shift":
-            assert row["windows_per_step"] <= (math.ceil(n / 64) + 1) ** 2
+            # plain steps at most one shifted grid, blended final steps three
+            bound = (math.ceil(n / 64) + 1) ** 2
+            runs = row["windows_per_step_runs"]
+            steps = report["settings"]["steps"]
+            blend = min(RandomShift().blend_steps, steps)
+            for per_step in runs:
+                assert all(v <= bound for v in per_step[: steps - blend])
+                assert all(v <= 3 * bound for v in per_step[steps - blend :])
             scores = row["last_grid_seam_scores"]
             assert len(scores) == len(row["seeds"])
             assert all(v is None or 0 < v < 10 for v in scores)
@@ -148,6 +187,9 @@ def test_bench_quick_via_cli(tmp_path, capsys):
     for r in memory["results"]:
         assert r["store"] == "zarr" and r["status"] == "complete"
         assert r["peak_rss_mb"] > 50 and r["windows_per_step"]
+        # plain random-shift steps: one shifted grid
+        bound = (math.ceil(r["size"] / 64) + 1) ** 2
+        assert all(0 < n <= bound for n in r["windows_per_step"])
     assert memory["peak_rss_ratio"] > 0
     names = {t["target"] for t in report["targets"]}
     assert "random-shift wall time / UNet time" in names

@@ -75,6 +75,7 @@ def test_generate_writes_omezarr_and_is_reproducible(tiny_model_dir, mask_png,
     s = data["settings"]
     assert (s["seed"], s["num_inference_steps"], s["scheduler"]) == (5, 2, "dpm++")
     assert s["model"] == str(tiny_model_dir)
+    assert (s["strategy"], s["blend_steps"]) == ("random-shift", 2)
     assert Image.open(tmp_path / "a.png").size == (52, 40)
     res = run_cli(*args, "--out", str(tmp_path / "b.zarr"))
     assert res.returncode == 0, res.stderr
@@ -109,6 +110,8 @@ def _bad(tmp_path, name, array):
         ("missing-part", "scheduler"),
         ("pickle", "arbitrary code"),
         ("no-model", "does not exist"),
+        ("blend-tiled", "blend_steps only applies to random-shift"),
+        ("stride-random", "stride only applies to multidiffusion"),
     ],
 )
 def test_bad_input_clear_message_nonzero_exit(case, expect, tiny_model_dir,
@@ -147,6 +150,10 @@ def test_bad_input_clear_message_nonzero_exit(case, expect, tiny_model_dir,
             w.rename(w.with_suffix(".bin"))
     elif case == "no-model":
         model = str(tmp_path / "nowhere")
+    elif case == "blend-tiled":
+        extra = ["--strategy", "tiled", "--blend-steps", "1"]
+    elif case == "stride-random":
+        extra = ["--stride", "16"]
     res = run_cli("generate", "--model", str(model), "--mask", str(mask), "--out",
                   str(out), "--steps", "1", "--quiet", *extra)
     assert res.returncode == 2, (res.stdout, res.stderr)

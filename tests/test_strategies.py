@@ -288,3 +288,44 @@ def test_row_bands_read_and_write_like_window_by_window(tmp_path, height, width,
         # a group reaches the target in one write, after its last window
         assert np.isnan(np.asarray(target[:, cy, cx])).all() != last_of_group
     np.testing.assert_array_equal(np.asarray(target[...]), canvas + 1.0)
+
+
+# -- random-shift: the blended final steps ----------------------------------------
+@pytest.mark.parametrize("height,width,size", SHAPES)
+def test_final_steps_blend_three_grids_continuously(height, width, size):
+    from napari_histodiff.sampling.windows import blend_weight
+
+    strategy = RandomShift(blend_steps=2)
+    steps = 6
+    for k in range(steps):
+        plan = strategy.plan(k, steps, height, width, size, 4)
+        if k < steps - 2:  # plain steps: one grid, each pixel once
+            assert not plan.overlapping and plan.weight is None
+            assert plan.windows == strategy.windows(k, height, width, size, 4)
+            continue
+        assert plan.overlapping
+        assert (coverage(plan.windows, height, width) == 3).all()  # three grids
+        # the weights vanish at every window edge, so the blend is continuous
+        # across every border ...
+        w = plan.weight
+        assert w.shape == (size, size)
+        edge = np.concatenate([w[0], w[-1], w[:, 0], w[:, -1]])
+        assert edge.max() < 0.1 * w.max() and w.max() > 0.9
+        # ... and every pixel is well inside one of the three windows over it
+        total = np.zeros((height, width))
+        for win in plan.windows:
+            cy, cx, wy, wx = win.inside(height, width)
+            total[cy, cx] += w[wy, wx]
+        assert total.min() >= 0.9 * np.sin(np.pi / 6) ** 4
+    np.testing.assert_array_equal(blend_weight(size), plan.weight)
+
+
+def test_blend_steps_option():
+    plain = RandomShift(blend_steps=0).plan(9, 10, 100, 100, 32, 0)
+    assert not plain.overlapping
+    assert get_strategy("random-shift", blend_steps=0).blend_steps == 0
+    assert get_strategy("random-shift").blend_steps == 2
+    with pytest.raises(InputError, match="blend_steps only applies to random-shift"):
+        get_strategy("tiled", blend_steps=1)
+    with pytest.raises(InputError, match="blend_steps: must be an integer >= 0"):
+        RandomShift(blend_steps=-1)

@@ -34,7 +34,12 @@ from .model_card import ModelCard
 from .sampling.engine import DEFAULT_CHUNK, DEFAULT_WINDOW_BATCH, SynthesisEngine
 from .sampling.events import CancelledEvent, FinishedEvent
 from .sampling.store import CanvasStore, open_store
-from .sampling.strategies import DEFAULT_STRATEGY, DiffInfinite, get_strategy
+from .sampling.strategies import (
+    DEFAULT_STRATEGY,
+    DiffInfinite,
+    Strategy,
+    get_strategy,
+)
 from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, make_scheduler
 
 
@@ -292,7 +297,7 @@ class HistoDiffPipeline(DiffusionPipeline):
         guidance_scale: float = DEFAULT_GUIDANCE,
         num_inference_steps: int = DEFAULT_STEPS,
         scheduler: str = DEFAULT_SCHEDULER,
-        strategy: str = DEFAULT_STRATEGY,
+        strategy: str | Strategy = DEFAULT_STRATEGY,
         seed: int = 0,
         window_batch: int = DEFAULT_WINDOW_BATCH,
         stride: int | None = None,
@@ -355,7 +360,7 @@ class HistoDiffPipeline(DiffusionPipeline):
         guidance_scale: float = DEFAULT_GUIDANCE,
         num_inference_steps: int = DEFAULT_STEPS,
         scheduler: str = DEFAULT_SCHEDULER,
-        strategy: str = DEFAULT_STRATEGY,
+        strategy: str | Strategy = DEFAULT_STRATEGY,
         seed: int = 0,
         window_batch: int = DEFAULT_WINDOW_BATCH,
         stride: int | None = None,
@@ -382,9 +387,10 @@ class HistoDiffPipeline(DiffusionPipeline):
         scheduler : str
             ``dpm++`` (default), ``ddim``, ``ddpm``, ``euler``, ``unipc`` or a
             diffusers scheduler class name.
-        strategy : str
+        strategy : str or Strategy
             ``random-shift`` (default), ``tiled``, ``multidiffusion``,
-            ``diffinfinite``.
+            ``diffinfinite``, or a configured strategy such as
+            ``RandomShift(blend_steps=0)`` (see :mod:`.sampling.strategies`).
         seed : int
             The same seed and settings give the same pixels.
         window_batch : int

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..defaults import DEFAULT_GUIDANCE, NOISE_MEANS
 from ..sampling.engine import DEFAULT_WINDOW_BATCH
-from ..sampling.strategies import DEFAULT_STRATEGY, STRATEGIES
+from ..sampling.strategies import DEFAULT_STRATEGY, STRATEGIES, get_strategy
 from ..schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, scheduler_names
 from ._common import (
     add_device_args,
@@ -42,6 +42,9 @@ def register(subparsers) -> None:
                    help=f"window strategy (default {DEFAULT_STRATEGY})")
     p.add_argument("--stride", type=positive_int, default=None,
                    help="window stride of multidiffusion (default half a window)")
+    p.add_argument("--blend-steps", type=nonneg_int, default=None,
+                   help="random-shift: final steps that blend three offset grids "
+                   "so no window border shows (default 2; 0 = none)")
     p.add_argument("--window-batch", type=positive_int, default=DEFAULT_WINDOW_BATCH,
                    help=f"windows per UNet call (default {DEFAULT_WINDOW_BATCH})")
     p.add_argument("--seed", type=nonneg_int, default=0)
@@ -72,11 +75,13 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name):
             check_new_output(Path(getattr(args, name)), args.overwrite,
                              name.replace("_", "-"))
+    strategy = get_strategy(args.strategy, stride=args.stride,
+                            blend_steps=args.blend_steps)
     mask = read_mask(args.mask)
     result = generate_to_files(
         model=args.model, mask=mask, out=out, steps=args.steps,
-        guidance=args.guidance, scheduler=args.scheduler, strategy=args.strategy,
-        stride=args.stride, window_batch=args.window_batch, seed=args.seed,
+        guidance=args.guidance, scheduler=args.scheduler, strategy=strategy,
+        stride=None, window_batch=args.window_batch, seed=args.seed,
         store=args.store, device=args.device, fp16=args.fp16,
         noise_mean=args.noise_mean, preview=args.preview,
         side_by_side=args.side_by_side, overwrite=args.overwrite, quiet=args.quiet)

@@ -188,30 +188,35 @@ class SynthesisEngine:
         lat, out = self.store["latents"], self.store["model_output"]
         timesteps = list(self.scheduler.timesteps)
         for k, t in enumerate(timesteps):
-            wins = self.strategy.windows(k, h, w, self.window, self.seed)
-            if self.strategy.overlapping:
+            plan = self.strategy.plan(k, len(timesteps), h, w, self.window,
+                                      self.seed)
+            wins = plan.windows
+            if plan.overlapping:  # weighted mean of overlapping outputs
                 out[...] = 0.0
                 weight = self.store.create("weight", (h, w), np.float32)
-            else:  # one store access per row of windows, not per window
+                win_weight = (np.ones((self.window, self.window), np.float32)
+                              if plan.weight is None else plan.weight)
+            else:  # one store access per block of windows, not per window
                 rows = RowBands(lat, out, wins)
             done = 0
             for batch in batched(wins, self.window_batch):
-                if self.strategy.overlapping:
+                if plan.overlapping:
                     eps = self.evaluate(batch, t, lat)
                 else:
                     xs = [rows.read(win) for win in batch]
                     eps = self.evaluate_arrays(batch, xs, t)
                 for win, e in zip(batch, eps, strict=True):
-                    if self.strategy.overlapping:
+                    if plan.overlapping:
                         cy, cx, wy, wx = win.inside(h, w)
-                        out[:, cy, cx] = out[:, cy, cx] + e[:, wy, wx]
-                        weight[cy, cx] = weight[cy, cx] + 1.0
+                        ww = win_weight[wy, wx]
+                        out[:, cy, cx] = out[:, cy, cx] + e[:, wy, wx] * ww
+                        weight[cy, cx] = weight[cy, cx] + ww
                     else:
                         rows.write(win, e)
                 done += len(batch)
                 yield WindowsEvent(step=k, done=done, total=len(wins))
                 self._check()
-            if self.strategy.overlapping:
+            if plan.overlapping:
                 for sy, sx in self.stepper.regions:
                     out[:, sy, sx] = out[:, sy, sx] / weight[sy, sx]
             self.windows_per_step.append(len(wins))
