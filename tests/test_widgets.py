@@ -242,11 +242,13 @@ def test_synthesis_streams_into_a_dask_layer_beside_the_mask(dock, qtbot):
 
 
 def test_grid_placement(dock, qtbot):
+    from napari_histodiff._widgets.synth_widget import _grid
+
     viewer, w = dock
     _mask(w, 48)
     w.synthesis.placement.setCurrentIndex(w.synthesis.placement.findData("grid"))
     image = _generate(qtbot, w, steps=2)
-    assert viewer.grid.enabled and tuple(image.translate) == (0, 0)
+    assert _grid(viewer).enabled and tuple(image.translate) == (0, 0)
 
 
 def test_cancel_stops_and_keeps_the_partial_image(dock, qtbot):

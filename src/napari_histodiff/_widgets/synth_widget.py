@@ -331,7 +331,7 @@ class SynthesisWidget(QWidget):
                       CANVAS_KEY: canvas.key, "mask_layer": mask_layer.name},
         )
         if placement == "grid":
-            self.viewer.grid.enabled = True
+            _grid(self.viewer).enabled = True
         else:
             self.viewer.reset_view()
         return layer
@@ -498,3 +498,10 @@ def _combo(items, current: str) -> QComboBox:
     if current in items:
         box.setCurrentText(current)
     return box
+
+
+def _grid(viewer):
+    """The viewer's grid settings (``viewer.canvas.grid`` from napari 0.9 on,
+    ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if hasattr(canvas, "grid") else viewer.grid
