@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from napari_histodiff import settings as settings_mod
+from napari_histodiff._widgets import _settings as store_mod
 from napari_histodiff.errors import HistodiffError, ModelFormatError
 from napari_histodiff.model_cache import ModelCache, resolve_source, source_kind
 
@@ -16,14 +17,14 @@ from napari_histodiff.model_cache import ModelCache, resolve_source, source_kind
 def test_json_settings_roundtrip_and_bad_file(tmp_path, monkeypatch):
     path = tmp_path / "s.json"
     monkeypatch.setenv(settings_mod.ENV_FILE, str(path))
-    store = settings_mod.get_settings()
+    store = store_mod.get_settings()
     assert store.backend == "json" and store.load() == settings_mod.DEFAULTS
-    settings_mod.save_settings(guidance_scale=3.5, device="cpu", unknown_key=1)
-    values = settings_mod.load_settings()
+    store_mod.save_settings(guidance_scale=3.5, device="cpu", unknown_key=1)
+    values = store_mod.load_settings()
     assert values["guidance_scale"] == 3.5 and values["device"] == "cpu"
     assert "unknown_key" not in json.loads(path.read_text())
     path.write_text("{not json")
-    assert settings_mod.load_settings() == settings_mod.DEFAULTS
+    assert store_mod.load_settings() == settings_mod.DEFAULTS
 
 
 def test_json_settings_default_location(monkeypatch):
@@ -40,11 +41,11 @@ def test_napari_plugin_settings_backend(tmp_path, monkeypatch):
     monkeypatch.setattr(napari_settings, "_CFG_PATH", str(tmp_path / "s.yaml"))
     napari_settings._clear_plugin_settings_cache()
     try:
-        store = settings_mod.get_settings()
+        store = store_mod.get_settings()
         assert store.backend == "napari"
         assert store.load()["model"] == "demo"
         store.save(model="/models/x", guidance_scale=4.0, device="nonsense")
-        again = settings_mod.NapariSettings().load()
+        again = store_mod.NapariSettings().load()
         assert again["model"] == "/models/x" and again["guidance_scale"] == 4.0
         assert again["device"] == "auto"  # refused by the schema's enum
         plugin = napari_settings.get_plugin_settings("napari-histodiff")

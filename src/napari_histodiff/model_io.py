@@ -48,8 +48,8 @@ def _convert_hint(path: Path) -> str:
     return (
         f"{path} is a pickle checkpoint: loading it can run arbitrary code, so "
         "napari-histodiff refuses it. If you trust its origin, convert it once "
-        "in a separate environment: load it with torch.load(path, "
-        "weights_only=True) and save the state dict with "
+        "in a separate environment: load it with "
+        "torch.load(path, weights_only=True) and save the state dict with "
         "safetensors.torch.save_file(state_dict, "
         "'diffusion_pytorch_model.safetensors'), or call "
         "model.save_pretrained(folder, safe_serialization=True) in diffusers."

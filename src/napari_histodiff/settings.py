@@ -9,7 +9,10 @@ kept in a small JSON file, ``<user config dir>/napari-histodiff/settings.json``
 variable ``HISTODIFF_SETTINGS_FILE`` forces that JSON file to a given path.
 
 Settings are read and written as a flat dict with the keys of
-:data:`DEFAULTS`. This module imports neither Qt nor napari at import time.
+:data:`DEFAULTS`. This module holds the defaults, the mapping to napari's
+configuration keys and the JSON store; it imports neither Qt nor napari. The
+napari store and the choice between the two live with the widgets, in
+:mod:`napari_histodiff._widgets._settings`.
 """
 
 from __future__ import annotations
@@ -88,53 +91,3 @@ class JsonSettings:
             self.path.write_text(json.dumps(current, indent=2) + "\n")
         except OSError:
             pass  # settings are a convenience; never fail the action for them
-
-
-class NapariSettings:
-    """The plugin's npe2 ``configurations``, through napari's plugin settings."""
-
-    backend = "napari"
-
-    def __init__(self) -> None:
-        from napari.settings import get_plugin_settings
-
-        self._model = get_plugin_settings(PLUGIN_NAME)
-
-    def load(self) -> dict[str, Any]:
-        values = dict(DEFAULTS)
-        for key, (section, prop) in NAPARI_KEYS.items():
-            try:
-                values[key] = getattr(getattr(self._model, section), prop)
-            except AttributeError:
-                pass
-        return values
-
-    def save(self, **values: Any) -> None:
-        for key, value in values.items():
-            if key not in NAPARI_KEYS:
-                continue
-            section, prop = NAPARI_KEYS[key]
-            try:
-                setattr(getattr(self._model, section), prop, value)
-            except (AttributeError, ValueError):
-                pass  # a value the schema refuses is not remembered
-
-
-def get_settings() -> JsonSettings | NapariSettings:
-    """napari's plugin settings when available, else the JSON file."""
-    if not os.environ.get(ENV_FILE):
-        try:
-            return NapariSettings()
-        except Exception:  # napari missing, too old, or plugin not registered
-            pass
-    return JsonSettings()
-
-
-def load_settings() -> dict[str, Any]:
-    """The current settings as a flat dict (defaults for anything unset)."""
-    return get_settings().load()
-
-
-def save_settings(**values: Any) -> None:
-    """Remember some settings (keys of :data:`DEFAULTS`)."""
-    get_settings().save(**values)

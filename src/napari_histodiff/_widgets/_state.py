@@ -16,8 +16,8 @@ from psygnal import Signal
 
 from ..classes import TissueClasses
 from ..errors import HistodiffError
-from ..settings import load_settings, save_settings
 from ._common import make_worker, notify_error
+from ._settings import load_settings, save_settings
 
 _STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

@@ -35,7 +35,6 @@ from ..sampling.events import (
     StepEvent,
     WindowsEvent,
 )
-from ..settings import load_settings, save_settings
 from ._common import (
     CANVAS_KEY,
     SETTINGS_KEY,
@@ -47,6 +46,7 @@ from ._common import (
     section,
     show_info,
 )
+from ._settings import load_settings, save_settings
 from ._state import get_state
 
 if TYPE_CHECKING:
