@@ -89,6 +89,55 @@ def test_resume_gives_the_same_state_as_an_uninterrupted_run(tmp_path):
     assert (tmp_path / "b" / "loss.png").is_file()
 
 
+def test_cosine_schedule_warms_up_then_falls_to_the_final_fraction():
+    from napari_histodiff.training.loop import DiffusionTrainer
+
+    settings = TrainSettings(steps=101, learning_rate=1e-3, warmup=10,
+                             lr_schedule="cosine", final_lr_fraction=0.2)
+    trainer = DiffusionTrainer.__new__(DiffusionTrainer)
+    trainer.settings = settings
+    rates = [trainer.learning_rate(s) for s in range(101)]
+    assert rates[0] == pytest.approx(1e-4)
+    assert rates[9] == pytest.approx(1e-3)
+    assert rates[10] == pytest.approx(1e-3)
+    assert rates[55] == pytest.approx(0.6e-3)  # half-way: mean of peak and end
+    assert rates[100] == pytest.approx(0.2e-3)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:], strict=False))
+    constant = TrainSettings(steps=101, learning_rate=1e-3, warmup=10)
+    trainer.settings = constant
+    assert trainer.learning_rate(100) == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("lr_schedule", "cosine!", "lr_schedule: 'cosine!' is not one of"),
+    ("final_lr_fraction", 1.5, "final_lr_fraction: must be in [0, 1], got 1.5"),
+])
+def test_bad_schedule_settings_are_named(field, value, message):
+    settings = TrainSettings(**{field: value})
+    with pytest.raises(InputError) as err:
+        settings.check()
+    assert message in str(err.value)
+
+
+def test_resume_refuses_another_cosine_plan(tmp_path):
+    from dataclasses import replace
+
+    job = toy_job(tmp_path, name="c")
+    job.settings = replace(job.settings, lr_schedule="cosine")
+    make_image_trainer(job, "cpu").fit(quiet=True, stop_after=4)
+    longer = toy_job(tmp_path, name="c", steps=16)
+    longer.settings = replace(longer.settings, lr_schedule="cosine")
+    with pytest.raises(InputError, match="steps: the cosine schedule of the run"):
+        make_image_trainer(longer, "cpu").fit(resume=True, quiet=True)
+    constant = toy_job(tmp_path, name="c")
+    with pytest.raises(InputError, match="lr_schedule: the run in .* was started "
+                       "with 'cosine', not 'constant'"):
+        make_image_trainer(constant, "cpu").fit(resume=True, quiet=True)
+    same = toy_job(tmp_path, name="c")
+    same.settings = replace(same.settings, lr_schedule="cosine")
+    assert make_image_trainer(same, "cpu").fit(resume=True, quiet=True)["step"] == 8
+
+
 def test_a_fresh_run_refuses_to_overwrite_checkpoints(tmp_path):
     trainer = make_image_trainer(toy_job(tmp_path, steps=2, every=2), "cpu")
     trainer.fit(quiet=True)

@@ -117,6 +117,30 @@ def test_cli_trains_resumes_and_writes_a_loadable_model(tmp_path, capsys):
     assert "t0.png" in capsys.readouterr().err
 
 
+def test_cli_cosine_schedule_is_recorded_and_kept_on_resume(tmp_path, capsys):
+    from napari_histodiff.model_card import ModelCard
+
+    img, msk = good(tmp_path)
+    base = ["train", "image", "--images", str(img), "--masks", str(msk),
+            "--classes", "a,b", "--out", str(tmp_path / "model"),
+            "--run-dir", str(tmp_path / "run"), "--patch-size", "16",
+            "--channels", "8,16", "--layers", "1", "--batch-size", "2",
+            "--checkpoint-every", "2", "--warmup", "0", "--device", "cpu",
+            "--threads", "1", "--quiet", "--lr-schedule", "cosine",
+            "--final-lr", "0.25"]
+    assert main([*base, "--steps", "2"]) == 0
+    settings = ModelCard.load(tmp_path / "model").provenance["image_model"]["settings"]
+    assert settings["lr_schedule"] == "cosine"
+    assert settings["final_lr_fraction"] == 0.25
+    capsys.readouterr()
+    assert main([*base, "--steps", "4", "--resume"]) == 2
+    assert "steps: the cosine schedule" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # argparse: out of [0, 1]
+        main([*base, "--final-lr", "2"])
+    assert info.value.code == 2
+    assert "--final-lr: must be in [0, 1], got 2" in capsys.readouterr().err
+
+
 def test_class_means_of_labelled_pixels_and_overall_for_the_rest():
     from napari_histodiff.training.data import Sample, class_means
 

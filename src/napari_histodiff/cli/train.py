@@ -45,6 +45,13 @@ def _common(p: argparse.ArgumentParser, steps: int, batch: int) -> None:
     g.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
     g.add_argument("--warmup", type=nonneg_int, default=200,
                    help="linear learning-rate warm-up steps")
+    g.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                   default="constant",
+                   help="after the warm-up: keep the peak rate (constant) or "
+                   "lower it along a cosine to --final-lr times the peak")
+    g.add_argument("--final-lr", type=_probability, default=0.1,
+                   help="with --lr-schedule cosine: the last step's rate as a "
+                   "fraction of the peak (default 0.1)")
     g.add_argument("--cond-dropout", type=_probability, default=0.1,
                    help="probability of training with the null condition "
                    "(classifier-free guidance; default 0.1)")
@@ -202,7 +209,9 @@ def _settings(args):
 
     return TrainSettings(
         steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
-        warmup=args.warmup, cond_dropout=args.cond_dropout, ema_decay=args.ema,
+        warmup=args.warmup, lr_schedule=args.lr_schedule,
+        final_lr_fraction=args.final_lr, cond_dropout=args.cond_dropout,
+        ema_decay=args.ema,
         seed=args.seed, checkpoint_every=args.checkpoint_every,
         mixed_precision=args.mixed_precision)
 

@@ -33,6 +33,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 BatchFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 LOSS_CSV = "loss.csv"
 LOSS_PNG = "loss.png"
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -48,6 +49,12 @@ class TrainSettings:
         Peak AdamW learning rate, reached after ``warmup`` steps.
     warmup : int
         Linear warm-up steps.
+    lr_schedule : str
+        After the warm-up: ``"constant"`` keeps the peak rate; ``"cosine"``
+        lowers it along half a cosine to ``final_lr_fraction`` times the peak
+        at ``steps``. Small steps at the end settle the weights that are kept.
+    final_lr_fraction : float
+        With ``"cosine"``: the rate at the last step, as a fraction of the peak.
     weight_decay : float
     cond_dropout : float
         Probability of replacing a sample's condition by the null condition
@@ -70,6 +77,8 @@ class TrainSettings:
     batch_size: int = 16
     learning_rate: float = 5e-4
     warmup: int = 100
+    lr_schedule: str = "constant"
+    final_lr_fraction: float = 0.1
     weight_decay: float = 0.0
     cond_dropout: float = 0.1
     ema_decay: float = 0.999
@@ -94,6 +103,12 @@ class TrainSettings:
                              f"{self.cond_dropout}")
         if not 0 <= self.ema_decay < 1:
             raise InputError(f"ema_decay: must be in [0, 1), got {self.ema_decay}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"lr_schedule: {self.lr_schedule!r} is not one of "
+                             f"{', '.join(LR_SCHEDULES)}")
+        if not 0 <= self.final_lr_fraction <= 1:
+            raise InputError(f"final_lr_fraction: must be in [0, 1], got "
+                             f"{self.final_lr_fraction}")
         if self.warmup < 0 or self.seed < 0:
             raise InputError("warmup and seed: must be >= 0, got "
                              f"{self.warmup} and {self.seed}")
@@ -152,10 +167,17 @@ class DiffusionTrainer:
 
     # -- the maths ---------------------------------------------------------------
     def learning_rate(self, step: int) -> float:
+        """The learning rate of the ``step``-th step (counted from 0)."""
         s = self.settings
         if s.warmup and step < s.warmup:
             return s.learning_rate * (step + 1) / s.warmup
-        return s.learning_rate
+        if s.lr_schedule == "constant":
+            return s.learning_rate
+        span = max(s.steps - 1 - s.warmup, 1)
+        done = min(max(step - s.warmup, 0) / span, 1.0)
+        fraction = s.final_lr_fraction + (1 - s.final_lr_fraction) * 0.5 * (
+            1 + math.cos(math.pi * done))
+        return s.learning_rate * fraction
 
     def loss_on(self, model, x0: torch.Tensor, cond: torch.Tensor,
                 seed: int) -> torch.Tensor:
@@ -221,9 +243,28 @@ class DiffusionTrainer:
                 f"seed: the run in {self.run_dir} was started with seed "
                 f"{old['seed']}, not {self.settings.seed}; resume with the same seed"
             )
+        self._check_same_schedule(old)
         self.step = int(state["step"])
         self.last_loss = float(state.get("last_loss", float("nan")))
         return ckpt
+
+    def _check_same_schedule(self, old: dict[str, Any]) -> None:
+        """A resumed run must follow the learning-rate curve it started on."""
+        s = self.settings
+        started = old.get("lr_schedule", "constant")  # older runs: constant
+        if started != s.lr_schedule:
+            raise InputError(
+                f"lr_schedule: the run in {self.run_dir} was started with "
+                f"{started!r}, not {s.lr_schedule!r}; resume with the same schedule")
+        if s.lr_schedule != "cosine":
+            return
+        for name in ("steps", "final_lr_fraction", "learning_rate", "warmup"):
+            if name in old and old[name] != getattr(s, name):
+                raise InputError(
+                    f"{name.replace('_', '-')}: the cosine schedule of the run in "
+                    f"{self.run_dir} was planned with {name}={old[name]}, not "
+                    f"{getattr(s, name)}; resume with the same value, or train "
+                    "further as a new run with --init-model")
 
     # -- the loop --------------------------------------------------------------------
     def fit(self, resume: bool = False, quiet: bool = False,
