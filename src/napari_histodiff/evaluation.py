@@ -7,9 +7,15 @@ itself rough, so these figures are a lower bound on how well the model
 follows the mask: the labeller applied to the *real* image of a mask gives
 the ceiling (``real`` row of :func:`fidelity_table`).
 
+The mask generator is judged by the shape of what it makes:
+:func:`mask_statistics` measures class areas, how much of the mask is class
+boundary, and the size of the connected regions, for real and generated
+masks alike.
+
 ``python -m napari_histodiff.evaluation --model demo --out docs/images``
-writes the demo model's evidence: the comparison sheet and the Dice table
-at guidance scales 0, 1, 2 and 4.
+writes the demo model's evidence: the comparison sheet, the Dice table at
+guidance scales 0, 1, 2 and 4, and generated masks beside the real one with
+their statistics.
 """
 
 from __future__ import annotations
@@ -67,6 +73,60 @@ def fidelity(pipe, mask: np.ndarray, guidance_scales: Sequence[float],
     return rows
 
 
+def mask_statistics(mask: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """Shape statistics of a label mask.
+
+    Parameters
+    ----------
+    mask : (H, W) integer array
+        Class ids; 0 (``unknown``) is counted like any other id.
+    names : sequence of str
+        Class names by id.
+
+    Returns
+    -------
+    dict
+        ``boundary``: the fraction of horizontally or vertically adjacent
+        pixel pairs whose classes differ (0 for one region; fine speckle
+        raises it). ``area``: the fraction of pixels of each class present.
+        ``mean_region_px``: the mean area in pixels of the 4-connected regions
+        of each class present. ``regions_per_mpx``: regions of all classes per
+        million pixels. ``region_px``: the mean area of the region that a
+        pixel drawn at random lies in (large regions count by their area, so
+        a few specks do not swamp it).
+    """
+    from scipy import ndimage
+
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or mask.size == 0:
+        raise InputError(f"mask: expected a non-empty 2-D label image, got shape "
+                         f"{mask.shape}")
+    pairs = mask[:, 1:].size + mask[1:, :].size
+    changes = int((mask[:, 1:] != mask[:, :-1]).sum()
+                  + (mask[1:, :] != mask[:-1, :]).sum())
+    area, region_px, regions, squares = {}, {}, 0, 0
+    for k in np.unique(mask):
+        name = names[k] if k < len(names) else str(int(k))
+        inside = mask == k
+        labels, n = ndimage.label(inside)
+        sizes = np.bincount(labels.ravel())[1:]
+        regions += n
+        squares += int((sizes.astype(np.int64) ** 2).sum())
+        area[name] = float(inside.mean())
+        region_px[name] = float(inside.sum() / n)
+    return {"boundary": changes / pairs if pairs else 0.0, "area": area,
+            "mean_region_px": region_px,
+            "regions_per_mpx": regions / mask.size * 1e6,
+            "region_px": squares / mask.size}
+
+
+def mean_mask_statistics(stats: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """``boundary``, ``regions_per_mpx`` and ``region_px`` of
+    :func:`mask_statistics`, averaged over several masks."""
+    return {key: float(np.mean([s[key] for s in stats]))
+            for key in ("boundary", "regions_per_mpx", "region_px")}
+
+
 def fidelity_table(rows: list[dict[str, Any]], real: dict[str, float] | None,
                    ) -> str:
     """A Markdown table of per-class Dice by guidance scale."""
@@ -104,14 +164,45 @@ def comparison_sheet(real: np.ndarray, synthetic: np.ndarray, mask_rgb: np.ndarr
     return sheet
 
 
+def generated_masks(model: str | Path, classes: Sequence[str], shape: tuple[int, int],
+                    seeds: Sequence[int], steps: int | None = None,
+                    ) -> list[np.ndarray]:
+    """Masks from the mask generator of ``model``, one per seed (``steps``:
+    the generator's default when None)."""
+    from .defaults import DEFAULT_MASK_STEPS
+    from .mask_pipeline import HistoDiffMaskPipeline
+
+    pipe = HistoDiffMaskPipeline.from_pretrained(model)
+    return [pipe(list(classes), height=shape[0], width=shape[1], seed=int(s),
+                 num_inference_steps=steps or DEFAULT_MASK_STEPS).mask
+            for s in seeds]
+
+
+def mask_table(real: dict[str, float], generated: dict[str, float]) -> str:
+    """A Markdown table of :func:`mean_mask_statistics` of real and generated masks."""
+    lines = ["| masks | boundary fraction | regions per Mpx | "
+             "area of a random pixel's region (px) |",
+             "|---|---|---|---|"]
+    for label, st in (("real (labeller on the IHC image)", real),
+                      ("generated", generated)):
+        lines.append(f"| {label} | {st['boundary']:.3f} | "
+                     f"{st['regions_per_mpx']:.0f} | {st['region_px']:.0f} |")
+    return "\n".join(lines)
+
+
 def demo_evidence(model: str | Path, run_dir: str | Path, out_dir: str | Path,
                   guidance_scales: Sequence[float] = (0, 1, 2, 4),
-                  steps: int = 20, seed: int = 0) -> dict[str, Any]:
+                  steps: int = 20, seed: int = 0,
+                  mask_seeds: Sequence[int] = (0, 1, 2, 3),
+                  mask_steps: int | None = None) -> dict[str, Any]:
     """Write the demo model's evidence into ``out_dir``.
 
     Files: ``demo-heldout-sheet.png`` (masks | real | synthetic crops of the
     held-out quadrant), ``demo-guidance.png`` (the synthetic quadrant at each
-    guidance scale), ``demo-fidelity.json`` and ``demo-fidelity.md``.
+    guidance scale), ``demo-fidelity.json`` and ``demo-fidelity.md``; with
+    ``mask_seeds``, ``demo-masks.png`` (the held-out mask, then masks of its
+    size and classes from the mask generator, ``mask_steps`` steps) and
+    ``demo-masks.md``.
     """
     from .io.preview import colorize, save_png
     from .labeller import auto_label
@@ -143,8 +234,35 @@ def demo_evidence(model: str | Path, run_dir: str | Path, out_dir: str | Path,
         "rows": [{k: v for k, v in r.items() if k != "image"} for r in rows],
         "real_image_dice": real_scores,
     }
+    if mask_seeds:
+        summary["masks"] = _mask_evidence(model, run_dir, mask, names, mask_seeds,
+                                          mask_steps, pipe.card.classes, out_dir)
     (out_dir / "demo-fidelity.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _mask_evidence(model, run_dir, mask, names, seeds, steps, classes, out_dir
+                   ) -> dict[str, Any]:
+    from .io.masks import read_mask
+    from .io.preview import colorize, save_png
+
+    present = [names[k] for k in np.unique(mask) if k > 0]
+    made = generated_masks(model, present, mask.shape, seeds, steps)
+    real = [mask] + [read_mask(f) for f in
+                     sorted((Path(run_dir) / "data" / "masks").glob("*.png"))]
+    result = {
+        "classes": present, "seeds": [int(s) for s in seeds],
+        "real": mean_mask_statistics([mask_statistics(m, names) for m in real]),
+        "generated": mean_mask_statistics([mask_statistics(m, names)
+                                           for m in made]),
+    }
+    gap = np.full((mask.shape[0], 6, 3), 255, np.uint8)
+    strip = [colorize(m, classes) for m in [mask, *made]]
+    save_png(out_dir / "demo-masks.png",
+             np.concatenate(sum(([s, gap] for s in strip), [])[:-1], axis=1))
+    (out_dir / "demo-masks.md").write_text(
+        mask_table(result["real"], result["generated"]) + "\n")
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -162,6 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in summary["rows"]:
         print(f"guidance {r['guidance']:g}: mean Dice {r['mean_dice']:.3f} "
               + ", ".join(f"{k} {v:.2f}" for k, v in r["dice"].items()))
+    for kind in ("real", "generated"):
+        st = summary["masks"][kind]
+        print(f"{kind} masks: boundary {st['boundary']:.3f}, "
+              f"{st['regions_per_mpx']:.0f} regions/Mpx, "
+              f"a random pixel's region {st['region_px']:.0f} px")
     return 0
 
 
