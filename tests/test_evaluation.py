@@ -124,6 +124,9 @@ def test_demo_evidence_on_a_tiny_model_writes_every_file(tmp_path):
         assert (out / name).is_file(), name
     assert [r["guidance"] for r in summary["rows"]] == [0.0, 2.0]
     assert set(summary["real_image_dice"]) <= set(classes.names[1:])
+    # one ruler: the labeller's thresholds fitted on the real quadrant
+    assert summary["labeller"]["dab_threshold"] > 0
+    assert all(0 <= r["mean_dice_own_thresholds"] <= 1 for r in summary["rows"])
     saved = json.loads((out / "demo-fidelity.json").read_text())
     assert saved["rows"][1]["mean_dice"] == summary["rows"][1]["mean_dice"]
     masks = summary["masks"]

@@ -17,6 +17,7 @@ from napari_histodiff.labeller import (
     auto_label,
     check_rgb,
     class_fractions,
+    fit_thresholds,
 )
 
 
@@ -38,6 +39,25 @@ def test_sample_image_gets_the_expected_classes(ihc):
     assert ihc[mask == DAB].mean(0)[0] > ihc[mask == DAB].mean(0)[2]
     assert ihc[mask == NUCLEI].mean(0)[2] > ihc[mask == NUCLEI].mean(0)[0]
     assert ihc[mask == BACKGROUND].mean() > ihc[mask == TISSUE].mean()
+
+
+def test_fitted_thresholds_label_other_images_with_the_same_ruler(ihc):
+    ruler = fit_thresholds(ihc)
+    assert ruler.dab_threshold >= ruler.dab_floor
+    assert ruler.hematoxylin_threshold >= ruler.hematoxylin_floor
+    # on the image they were fitted on, fixed thresholds change nothing
+    np.testing.assert_array_equal(auto_label(ihc, ruler), auto_label(ihc))
+    # a DAB-rich crop: its own Otsu threshold moves, the ruler does not
+    crop = ihc[256:, 256:]
+    own = fit_thresholds(crop)
+    assert own.dab_threshold != pytest.approx(ruler.dab_threshold, rel=0.05)
+    fixed = auto_label(crop, ruler)
+    assert not np.array_equal(fixed, auto_label(crop))
+    # a fixed threshold given by the user is kept, not refitted
+    from napari_histodiff.labeller import LabellerSettings
+
+    kept = fit_thresholds(crop, LabellerSettings(dab_threshold=0.5))
+    assert kept.dab_threshold == 0.5
 
 
 def test_class_names_match_the_demo_classes():

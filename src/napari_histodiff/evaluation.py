@@ -5,7 +5,11 @@ its labels are compared with the mask the image was generated from, class by
 class, with the Dice coefficient ``2|A∩B| / (|A| + |B|)``. The labeller is
 itself rough, so these figures are a lower bound on how well the model
 follows the mask: the labeller applied to the *real* image of a mask gives
-the ceiling (``real`` row of :func:`fidelity_table`).
+the ceiling (``real`` row of :func:`fidelity_table`). The labeller's Otsu
+thresholds are fitted once on the real image and used unchanged on every
+synthetic image (:func:`.labeller.fit_thresholds`): thresholds fitted on each
+image move with its content, and then two images of nearly the same colours
+can get very different labels.
 
 The mask generator is judged by the shape of what it makes:
 :func:`mask_statistics` measures class areas, how much of the mask is class
@@ -52,11 +56,20 @@ def mean_dice(scores: dict[int, float]) -> float:
 
 
 def fidelity(pipe, mask: np.ndarray, guidance_scales: Sequence[float],
-             steps: int = 20, seed: int = 0) -> list[dict[str, Any]]:
+             steps: int = 20, seed: int = 0, labeller=None) -> list[dict[str, Any]]:
     """Generate from ``mask`` at each guidance scale and score the labels.
 
+    Parameters
+    ----------
+    labeller : LabellerSettings, optional
+        Settings of :func:`.labeller.auto_label`; give fixed thresholds
+        (:func:`.labeller.fit_thresholds` on the real image) to label every
+        synthetic image with the same ruler.
+
     Returns one row per scale: ``guidance``, ``dice`` (by class name),
-    ``mean_dice`` and the ``image`` (H, W, 3) uint8.
+    ``mean_dice``, ``mean_dice_own_thresholds`` (each image labelled with
+    thresholds fitted on itself, for comparison) and the ``image``
+    (H, W, 3) uint8.
     """
     from .labeller import auto_label
 
@@ -66,10 +79,13 @@ def fidelity(pipe, mask: np.ndarray, guidance_scales: Sequence[float],
     for w in guidance_scales:
         out = pipe(mask, guidance_scale=float(w), num_inference_steps=steps,
                    seed=seed, store="memory")
-        scores = dice_per_class(auto_label(out.image), mask, ids)
+        scores = dice_per_class(auto_label(out.image, labeller), mask, ids)
+        own = dice_per_class(auto_label(out.image), mask, ids)
         rows.append({"guidance": float(w),
                      "dice": {names[k]: v for k, v in scores.items()},
-                     "mean_dice": mean_dice(scores), "image": out.image})
+                     "mean_dice": mean_dice(scores),
+                     "mean_dice_own_thresholds": mean_dice(own),
+                     "image": out.image})
     return rows
 
 
@@ -204,20 +220,24 @@ def demo_evidence(model: str | Path, run_dir: str | Path, out_dir: str | Path,
     size and classes from the mask generator, ``mask_steps`` steps) and
     ``demo-masks.md``.
     """
+    from dataclasses import asdict
+
     from .io.preview import colorize, save_png
-    from .labeller import auto_label
+    from .labeller import auto_label, fit_thresholds
     from .pipeline import HistoDiffPipeline
     from .training.presets import heldout
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     real, mask = heldout(run_dir)
+    # one ruler: the thresholds the labeller picks on the real quadrant
+    ruler = fit_thresholds(real)
     pipe = HistoDiffPipeline.from_pretrained(model)
-    rows = fidelity(pipe, mask, guidance_scales, steps, seed)
+    rows = fidelity(pipe, mask, guidance_scales, steps, seed, labeller=ruler)
     names = pipe.card.classes.names
     ids = [int(i) for i in np.unique(mask) if i > 0]
-    real_scores = {names[k]: v
-                   for k, v in dice_per_class(auto_label(real), mask, ids).items()}
+    real_scores = {names[k]: v for k, v in
+                   dice_per_class(auto_label(real, ruler), mask, ids).items()}
     mask_rgb = colorize(mask, pipe.card.classes)
     best = next((r for r in rows if r["guidance"] == 2.0), rows[-1])
     save_png(out_dir / "demo-heldout-sheet.png",
@@ -233,6 +253,7 @@ def demo_evidence(model: str | Path, run_dir: str | Path, out_dir: str | Path,
         "provenance": pipe.card.provenance,
         "rows": [{k: v for k, v in r.items() if k != "image"} for r in rows],
         "real_image_dice": real_scores,
+        "labeller": asdict(ruler),
     }
     if mask_seeds:
         summary["masks"] = _mask_evidence(model, run_dir, mask, names, mask_seeds,
@@ -279,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             seed=args.seed)
     for r in summary["rows"]:
         print(f"guidance {r['guidance']:g}: mean Dice {r['mean_dice']:.3f} "
-              + ", ".join(f"{k} {v:.2f}" for k, v in r["dice"].items()))
+              + ", ".join(f"{k} {v:.2f}" for k, v in r["dice"].items())
+              + f" (own thresholds: {r['mean_dice_own_thresholds']:.3f})")
     for kind in ("real", "generated"):
         st = summary["masks"][kind]
         print(f"{kind} masks: boundary {st['boundary']:.3f}, "

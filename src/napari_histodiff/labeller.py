@@ -121,6 +121,34 @@ def _threshold(values: np.ndarray, fixed: float | None, floor: float) -> float:
     return max(float(threshold_otsu(values)), floor)
 
 
+def _channels(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Smoothed hematoxylin and DAB densities and brightness of checked RGB."""
+    from scipy.ndimage import gaussian_filter
+
+    hed = stain_densities(rgb)
+    return (gaussian_filter(hed[..., 0], 0.7), gaussian_filter(hed[..., 2], 0.7),
+            gaussian_filter(rgb.astype(np.float32).mean(axis=-1), 0.7))
+
+
+def fit_thresholds(rgb, settings: LabellerSettings | None = None
+                   ) -> LabellerSettings:
+    """``settings`` with the thresholds :func:`auto_label` would pick on ``rgb``.
+
+    Otsu's thresholds follow the image they are computed on, so two images
+    of similar colour can be labelled differently when the rest of their
+    content differs. To label several images with one ruler (e.g. synthetic
+    images against the real image they imitate), fit the thresholds on one
+    image and pass the result to :func:`auto_label` for all of them.
+    """
+    from dataclasses import replace
+
+    s = settings or LabellerSettings()
+    h, d, _ = _channels(check_rgb(rgb, "rgb"))
+    return replace(s, dab_threshold=_threshold(d, s.dab_threshold, s.dab_floor),
+                   hematoxylin_threshold=_threshold(h, s.hematoxylin_threshold,
+                                                    s.hematoxylin_floor))
+
+
 def auto_label(rgb, settings: LabellerSettings | None = None) -> np.ndarray:
     """Label an RGB bright-field image by colour deconvolution.
 
@@ -138,14 +166,9 @@ def auto_label(rgb, settings: LabellerSettings | None = None) -> np.ndarray:
         (H, W) uint8 label ids: 1 background, 2 nuclei, 3 dab, 4 tissue
         (see :data:`CLASS_NAMES`).
     """
-    from scipy.ndimage import gaussian_filter
-
     s = settings or LabellerSettings()
     rgb = check_rgb(rgb, "rgb")
-    hed = stain_densities(rgb)
-    h = gaussian_filter(hed[..., 0], 0.7)
-    d = gaussian_filter(hed[..., 2], 0.7)
-    brightness = gaussian_filter(rgb.astype(np.float32).mean(axis=-1), 0.7)
+    h, d, brightness = _channels(rgb)
 
     dab = d > _threshold(d, s.dab_threshold, s.dab_floor)
     nuclei = (h > _threshold(h, s.hematoxylin_threshold, s.hematoxylin_floor)) & ~dab
