@@ -29,14 +29,33 @@ def test_demo_classes_are_the_labeller_classes():
 
     card = ModelCard.load(demo_model_path())
     assert card.classes.names == ["unknown", *CLASS_NAMES]
-    # provenance says how the weights were made: seeds, steps, both stages
-    for part in ("image_model", "mask_model"):
-        info = card.provenance[part]
-        assert isinstance(info["seed"], int) and info["steps"] > 0
-        if "history" in info:  # trained in stages (see docs/demo-model.md)
-            assert info["history"] and info["total_steps"] > info["steps"]
     # the sampler centres its initial noise on these (noise_mean="auto")
     assert len(card.class_means) == card.num_classes
+
+
+def test_demo_models_are_what_the_preset_makes():
+    """`histodiff train --preset demo --install` reproduces the shipped models:
+    the card records the preset's settings, steps and data, and nothing else."""
+    from dataclasses import asdict
+
+    from napari_histodiff.model_card import ModelCard
+    from napari_histodiff.training import presets
+
+    prov = ModelCard.load(demo_model_path()).provenance
+    for part, settings, spec in (
+            ("image_model", presets.DEMO_IMAGE_SETTINGS, presets.DEMO_IMAGE_SPEC),
+            ("mask_model", presets.DEMO_MASK_SETTINGS, presets.DEMO_MASK_SPEC)):
+        info = prov[part]
+        assert info["settings"] == asdict(settings), part
+        assert info["spec"] == {k: list(v) if isinstance(v, tuple) else v
+                                for k, v in asdict(spec).items()}, part
+        assert info["steps"] == settings.steps and "history" not in info
+        names = sorted(p.rsplit("/", 1)[-1] for p in info["data"]["labelled_images"])
+        held = presets.HELDOUT + ".png"
+        assert held not in names and len(names) == len(presets.QUADRANTS) - 1
+    assert prov["image_preset"]["command"].startswith("histodiff train --preset demo")
+    assert prov["mask_model"]["preset"]["command"].startswith(
+        "histodiff train --preset demo")
 
 
 def test_demo_models_generate_a_small_mask_and_image():

@@ -38,13 +38,15 @@ HELDOUT = "bottom-right"
 DEMO_SEED = 0
 
 DEMO_IMAGE_SETTINGS = TrainSettings(
-    steps=20000, batch_size=16, learning_rate=5e-4, warmup=200,
+    steps=4000, batch_size=16, learning_rate=5e-4, warmup=200,
+    lr_schedule="cosine", final_lr_fraction=0.1,
     cond_dropout=0.1, ema_decay=0.999, seed=DEMO_SEED, checkpoint_every=200,
     log_every=10)
 DEMO_IMAGE_SPEC = ImageModelSpec(patch_size=64, size="tiny", channels=(32, 64, 64),
                                  layers=1)
 DEMO_MASK_SETTINGS = TrainSettings(
-    steps=6000, batch_size=32, learning_rate=5e-4, warmup=200,
+    steps=3000, batch_size=32, learning_rate=5e-4, warmup=200,
+    lr_schedule="cosine", final_lr_fraction=0.1,
     cond_dropout=0.15, ema_decay=0.999, seed=DEMO_SEED, checkpoint_every=200,
     log_every=10)
 DEMO_MASK_SPEC = MaskModelSpec(window=32, factor=4, size="tiny",
