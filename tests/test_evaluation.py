@@ -17,6 +17,7 @@ from napari_histodiff.evaluation import (
     mask_statistics,
     mean_dice,
     mean_mask_statistics,
+    side_by_side,
 )
 
 torch.set_num_threads(1)
@@ -56,6 +57,13 @@ def test_comparison_sheet_puts_the_same_place_in_one_column():
     np.testing.assert_array_equal(sheet[0:4, x0:x0 + 4], mask[4:8, 4:8])
     np.testing.assert_array_equal(sheet[5:9, x0:x0 + 4], real[4:8, 4:8])
     np.testing.assert_array_equal(sheet[10:14, x0:x0 + 4], syn[4:8, 4:8])
+
+
+def test_side_by_side_leaves_white_gaps():
+    a, b = np.zeros((3, 2, 3), np.uint8), np.full((3, 4, 3), 7, np.uint8)
+    row = side_by_side([a, b], gap=1)
+    assert row.shape == (3, 7, 3)
+    assert (row[:, 2] == 255).all() and (row[:, 3:] == 7).all()
 
 
 def test_mask_statistics_tell_blobs_from_speckle():

@@ -180,6 +180,13 @@ def comparison_sheet(real: np.ndarray, synthetic: np.ndarray, mask_rgb: np.ndarr
     return sheet
 
 
+def side_by_side(images: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
+    """RGB images of one height in a row, ``gap`` white pixels apart."""
+    white = np.full((images[0].shape[0], gap, 3), 255, np.uint8)
+    parts = [part for im in images for part in (im, white)][:-1]
+    return np.concatenate(parts, axis=1)
+
+
 def generated_masks(model: str | Path, classes: Sequence[str], shape: tuple[int, int],
                     seeds: Sequence[int], steps: int | None = None,
                     ) -> list[np.ndarray]:
@@ -242,10 +249,8 @@ def demo_evidence(model: str | Path, run_dir: str | Path, out_dir: str | Path,
     best = next((r for r in rows if r["guidance"] == 2.0), rows[-1])
     save_png(out_dir / "demo-heldout-sheet.png",
              comparison_sheet(real, best["image"], mask_rgb))
-    strip = [mask_rgb, real] + [r["image"] for r in rows]
-    gap = np.full((real.shape[0], 6, 3), 255, np.uint8)
     save_png(out_dir / "demo-guidance.png",
-             np.concatenate(sum(([s, gap] for s in strip), [])[:-1], axis=1))
+             side_by_side([mask_rgb, real] + [r["image"] for r in rows]))
     table = fidelity_table(rows, real_scores)
     (out_dir / "demo-fidelity.md").write_text(table + "\n")
     summary = {
@@ -277,10 +282,8 @@ def _mask_evidence(model, run_dir, mask, names, seeds, steps, classes, out_dir
         "generated": mean_mask_statistics([mask_statistics(m, names)
                                            for m in made]),
     }
-    gap = np.full((mask.shape[0], 6, 3), 255, np.uint8)
-    strip = [colorize(m, classes) for m in [mask, *made]]
     save_png(out_dir / "demo-masks.png",
-             np.concatenate(sum(([s, gap] for s in strip), [])[:-1], axis=1))
+             side_by_side([colorize(m, classes) for m in [mask, *made]]))
     (out_dir / "demo-masks.md").write_text(
         mask_table(result["real"], result["generated"]) + "\n")
     return result
