@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         if demo_model_path() is not None:
             model = "demo"
         else:
-            from napari_histodiff.model_io import init_model
+            from napari_histodiff.models.factory import init_model
 
             model = str(tmp / "tiny")
             init_model(model, "background,nuclei,dab,tissue", patch_size=32)

@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 1.1M-parameter pixel model with 32-px windows and four classes."""
-    from napari_histodiff.model_io import init_model
+    from napari_histodiff.models.factory import init_model
 
     path = tmp_path_factory.mktemp("models") / "tiny"
     init_model(path, "tumor,stroma,necrosis", patch_size=32, size="tiny", seed=0)
@@ -20,7 +20,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_pipe(tiny_model_dir):
-    from napari_histodiff.pipeline import HistoDiffPipeline
+    from napari_histodiff.pipelines.mask_to_image import HistoDiffPipeline
 
     return HistoDiffPipeline.from_pretrained(tiny_model_dir, device="cpu")
 

@@ -8,14 +8,14 @@ import math
 import numpy as np
 import pytest
 
-from napari_histodiff.benchmark import (
+from napari_histodiff.bench.sampling import (
     BenchSettings,
     benchmark_mask,
     check_targets,
     summarize,
 )
 from napari_histodiff.cli import main
-from napari_histodiff.sampling.seams import grid_line_positions, seam_score
+from napari_histodiff.metrics.seams import grid_line_positions, seam_score
 from napari_histodiff.sampling.strategies import RandomShift
 
 

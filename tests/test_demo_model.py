@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_histodiff.labeller import CLASS_NAMES
+from napari_histodiff.masks.labeller import CLASS_NAMES
 from napari_histodiff.models import demo_model_path
 
 torch.set_num_threads(1)
@@ -25,7 +25,7 @@ def test_demo_model_is_small_and_safetensors_only():
 
 
 def test_demo_classes_are_the_labeller_classes():
-    from napari_histodiff.model_card import ModelCard
+    from napari_histodiff.models.card import ModelCard
 
     card = ModelCard.load(demo_model_path())
     assert card.classes.names == ["unknown", *CLASS_NAMES]
@@ -38,7 +38,7 @@ def test_demo_models_are_what_the_preset_makes():
     the card records the preset's settings, steps and data, and nothing else."""
     from dataclasses import asdict
 
-    from napari_histodiff.model_card import ModelCard
+    from napari_histodiff.models.card import ModelCard
     from napari_histodiff.training import presets
 
     prov = ModelCard.load(demo_model_path()).provenance
@@ -59,8 +59,8 @@ def test_demo_models_are_what_the_preset_makes():
 
 
 def test_demo_models_generate_a_small_mask_and_image():
-    from napari_histodiff.mask_pipeline import HistoDiffMaskPipeline
-    from napari_histodiff.pipeline import HistoDiffPipeline
+    from napari_histodiff.pipelines.mask_generation import HistoDiffMaskPipeline
+    from napari_histodiff.pipelines.mask_to_image import HistoDiffPipeline
 
     masks = HistoDiffMaskPipeline.from_pretrained("demo")
     m = masks(["nuclei", "dab"], height=64, width=64, num_inference_steps=4, seed=0)

@@ -15,8 +15,8 @@ import torch
 import zarr
 
 from napari_histodiff.errors import InputError
-from napari_histodiff.model_io import init_model
-from napari_histodiff.pipeline import HistoDiffPipeline
+from napari_histodiff.models.factory import init_model
+from napari_histodiff.pipelines.mask_to_image import HistoDiffPipeline
 from napari_histodiff.sampling.events import (
     CancelledEvent,
     FinishedEvent,

@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from napari_histodiff.bench.demo_evidence import comparison_sheet, side_by_side
 from napari_histodiff.errors import InputError
-from napari_histodiff.evaluation import (
-    comparison_sheet,
+from napari_histodiff.metrics.mask_fidelity import (
     dice_per_class,
     fidelity_table,
     mask_statistics,
     mean_dice,
     mean_mask_statistics,
-    side_by_side,
 )
 
 torch.set_num_threads(1)
@@ -100,9 +99,9 @@ def test_mask_statistics_tell_blobs_from_speckle():
 
 def test_demo_evidence_on_a_tiny_model_writes_every_file(tmp_path):
     """The whole evidence run, with a randomly initialised tiny model."""
-    from napari_histodiff.evaluation import demo_evidence
+    from napari_histodiff.bench.demo_evidence import demo_evidence
     from napari_histodiff.io.masks import read_mask
-    from napari_histodiff.model_io import init_model
+    from napari_histodiff.models.factory import init_model
     from napari_histodiff.training.data import Sample
     from napari_histodiff.training.loop import TrainSettings
     from napari_histodiff.training.mask_trainer import (

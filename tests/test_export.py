@@ -5,16 +5,16 @@ import json
 import numpy as np
 import pytest
 
-from napari_histodiff import export
-from napari_histodiff.classes import TissueClasses
 from napari_histodiff.errors import InputError, OutputExistsError
-from napari_histodiff.export import (
+from napari_histodiff.io import export
+from napari_histodiff.io.export import (
     base_path,
     export_synthesis,
     mask_path,
     read_sidecar,
     sidecar_path,
 )
+from napari_histodiff.models.classes import TissueClasses
 
 CLASSES = TissueClasses.from_names("background,nuclei,dab,tissue")
 SETTINGS = {"model": "/models/demo", "seed": 7, "guidance_scale": 2.0,

@@ -8,7 +8,7 @@ from PIL import Image
 
 from napari_histodiff.cli import main
 from napari_histodiff.errors import InputError
-from napari_histodiff.labeller import (
+from napari_histodiff.masks.labeller import (
     BACKGROUND,
     CLASS_NAMES,
     DAB,
@@ -54,7 +54,7 @@ def test_fitted_thresholds_label_other_images_with_the_same_ruler(ihc):
     fixed = auto_label(crop, ruler)
     assert not np.array_equal(fixed, auto_label(crop))
     # a fixed threshold given by the user is kept, not refitted
-    from napari_histodiff.labeller import LabellerSettings
+    from napari_histodiff.masks.labeller import LabellerSettings
 
     kept = fit_thresholds(crop, LabellerSettings(dab_threshold=0.5))
     assert kept.dab_threshold == 0.5

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from napari_histodiff.classes import TissueClasses
 from napari_histodiff.cli import main
 from napari_histodiff.errors import ModelFormatError
-from napari_histodiff.mask_pipeline import (
+from napari_histodiff.models.card import ModelCard
+from napari_histodiff.models.classes import TissueClasses
+from napari_histodiff.pipelines.mask_generation import (
     ClassSetConditioning,
     HistoDiffMaskPipeline,
     upsample_labels,
 )
-from napari_histodiff.model_card import ModelCard
 from napari_histodiff.training.data import Sample
 from napari_histodiff.training.loop import TrainSettings
 from napari_histodiff.training.mask_trainer import (
@@ -89,7 +89,7 @@ def test_check_inputs_names_the_argument(model_dir, kwargs, match):
 
 
 def test_model_without_mask_unet_is_explained(tmp_path):
-    from napari_histodiff.model_io import init_model
+    from napari_histodiff.models.factory import init_model
 
     init_model(tmp_path / "m", "a,b", patch_size=16, size="tiny")
     with pytest.raises(ModelFormatError, match="no mask generator"):

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from napari_histodiff.classes import TissueClasses
 from napari_histodiff.errors import InputError
-from napari_histodiff.mask_tools import (
+from napari_histodiff.masks.tools import (
     bounding_region,
     class_features,
     context_box,
@@ -17,6 +16,7 @@ from napari_histodiff.mask_tools import (
     remove_specks,
     smooth_boundaries,
 )
+from napari_histodiff.models.classes import TissueClasses
 
 CLASSES = TissueClasses.from_names("background,nuclei,dab,tissue")
 

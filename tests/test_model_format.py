@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from napari_histodiff.classes import TissueClasses
 from napari_histodiff.errors import InputError, ModelFormatError, UnsafeCheckpointError
-from napari_histodiff.model_card import ModelCard
-from napari_histodiff.model_io import init_model
-from napari_histodiff.pipeline import HistoDiffPipeline
+from napari_histodiff.models.card import ModelCard
+from napari_histodiff.models.classes import TissueClasses
+from napari_histodiff.models.factory import init_model
+from napari_histodiff.pipelines.mask_to_image import HistoDiffPipeline
 
 
 def test_layout_is_diffusers_readable(tiny_model_dir):
@@ -50,11 +50,11 @@ def test_save_load_round_trip_is_exact(tiny_pipe, tmp_path):
 
 
 def test_latent_model_round_trip(tmp_path):
-    pipe = init_model(tmp_path / "lat", "tumor", patch_size=32, latent=True)
+    parts = init_model(tmp_path / "lat", "tumor", patch_size=32, latent=True)
     assert (tmp_path / "lat/vae/diffusion_pytorch_model.safetensors").is_file()
     again = HistoDiffPipeline.from_pretrained(tmp_path / "lat")
     assert again.vae is not None and again.card.vae_scale_factor == 4
-    assert again.card == pipe.card
+    assert again.card == parts["card"]
 
 
 @pytest.mark.parametrize("suffix", [".bin", ".pt", ".ckpt"])
@@ -120,7 +120,7 @@ def test_array_sha256_streams_blocks_like_one_tobytes():
 
 
 def test_validate_mask_names_every_bad_id_across_blocks():
-    from napari_histodiff.classes import TissueClasses
+    from napari_histodiff.models.classes import TissueClasses
 
     classes = TissueClasses.from_names(["unknown", "tumor", "stroma"])
     mask = np.zeros((3000, 2000), np.int32)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_histodiff.classes import TissueClasses
 from napari_histodiff.io.omezarr import write_synthesis
+from napari_histodiff.models.classes import TissueClasses
 
 pytestmark = pytest.mark.gui
 

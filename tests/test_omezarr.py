@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from napari_histodiff.classes import TissueClasses
 from napari_histodiff.io.omezarr import pyramid_levels, read_synthesis, write_synthesis
+from napari_histodiff.models.classes import TissueClasses
 
 
 def test_pyramid_levels_reach_1024():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_histodiff.conditioning import GuidedDenoiser, MaskConditioning
+from napari_histodiff.conditioning.guidance import GuidedDenoiser
+from napari_histodiff.conditioning.mask import MaskConditioning
 from napari_histodiff.devices import resolve_device, resolve_dtype
 from napari_histodiff.errors import DeviceError, InputError
 
@@ -134,8 +135,8 @@ def test_noise_mean_from_the_card(tiny_model_dir, small_mask, tmp_path):
     import shutil
 
     from napari_histodiff.errors import InputError
-    from napari_histodiff.model_card import ModelCard
-    from napari_histodiff.pipeline import HistoDiffPipeline
+    from napari_histodiff.models.card import ModelCard
+    from napari_histodiff.pipelines.mask_to_image import HistoDiffPipeline
 
     plain = HistoDiffPipeline.from_pretrained(tiny_model_dir, device="cpu")
     assert plain.card.class_means is None
@@ -163,7 +164,7 @@ def test_noise_mean_from_the_card(tiny_model_dir, small_mask, tmp_path):
 
 def test_malformed_class_means_are_refused(tiny_model_dir):
     from napari_histodiff.errors import ModelFormatError
-    from napari_histodiff.model_card import ModelCard
+    from napari_histodiff.models.card import ModelCard
 
     card = ModelCard.load(tiny_model_dir)
     for bad in ([[0.0, 0.0, 0.0]], [[0.0] * 3, [0.0] * 3, [0.0] * 3, [0.0] * 2],

@@ -43,8 +43,8 @@ CASES = {
 
 def run_all() -> dict[str, np.ndarray]:
     """Every case of the fixture, computed by the code under test."""
-    from napari_histodiff.mask_pipeline import HistoDiffMaskPipeline
-    from napari_histodiff.pipeline import HistoDiffPipeline
+    from napari_histodiff.pipelines.mask_generation import HistoDiffMaskPipeline
+    from napari_histodiff.pipelines.mask_to_image import HistoDiffPipeline
 
     pipe = HistoDiffPipeline.from_pretrained("demo", device="cpu")
     mask = input_mask()

@@ -5,7 +5,7 @@ import pytest
 
 from napari_histodiff import _writer
 from napari_histodiff._reader import get_reader
-from napari_histodiff.classes import TissueClasses
+from napari_histodiff.models.classes import TissueClasses
 
 CLASSES = TissueClasses.from_names("background,nuclei,dab,tissue")
 
@@ -45,7 +45,7 @@ def test_write_synthesis_tiff_and_unnamed_classes(tmp_path, layers):
     lab = (lab[0], {"name": "m"}, "labels")  # no class names: generic ones
     paths = _writer.write_synthesis(str(tmp_path / "p.tif"), [img, lab])
     assert [p.rsplit("/", 1)[1] for p in paths] == ["p.tif", "p_mask.tif", "p.json"]
-    from napari_histodiff.export import read_sidecar
+    from napari_histodiff.io.export import read_sidecar
 
     assert read_sidecar(paths[0])["classes"][1]["name"] == "class1"
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_histodiff.model_io import default_scheduler
+from napari_histodiff.models.factory import default_scheduler
+from napari_histodiff.sampling.schedulers import make_scheduler
 from napari_histodiff.sampling.stepper import ChunkedSchedulerStepper
 from napari_histodiff.sampling.store import MemoryStore, ZarrStore
-from napari_histodiff.schedulers import make_scheduler
 
 SHAPE = (3, 37, 53)
 STEPS = 4  # enough for the multistep solvers to use their history

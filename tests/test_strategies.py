@@ -259,7 +259,7 @@ def test_row_bands_read_and_write_like_window_by_window(tmp_path, height, width,
                                                         size, on_disk, group_width):
     import zarr
 
-    from napari_histodiff.conditioning import take_2d
+    from napari_histodiff.arrays import take_2d
     from napari_histodiff.sampling.rows import RowBands
 
     rng = np.random.default_rng(0)

@@ -160,8 +160,8 @@ def test_too_few_tissue_tiles_is_a_clear_error():
 
 def test_reads_histodiff_generate_output(tmp_path):
     """Outputs of `histodiff generate` (levels named s0, s1...) load as RGB."""
-    from napari_histodiff.classes import TissueClasses
     from napari_histodiff.io.omezarr import write_synthesis
+    from napari_histodiff.models.classes import TissueClasses
     from napari_histodiff.study.images import load_rgb
 
     rng = np.random.default_rng(1)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_histodiff.classes import TissueClasses
 from napari_histodiff.errors import InputError
+from napari_histodiff.models.classes import TissueClasses
 from napari_histodiff.training.augment import Augment, no_augment
 from napari_histodiff.training.data import CropSampler, Sample
 from napari_histodiff.training.image_trainer import (

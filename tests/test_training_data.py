@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_histodiff.classes import TissueClasses
 from napari_histodiff.cli import main
 from napari_histodiff.errors import InputError
+from napari_histodiff.models.classes import TissueClasses
 from napari_histodiff.training.data import load_folder_pairs, load_unlabelled
 
 CLASSES = TissueClasses.from_names("a,b")
@@ -92,7 +92,7 @@ def test_too_small_for_the_crop(tmp_path):
 
 
 def test_cli_trains_resumes_and_writes_a_loadable_model(tmp_path, capsys):
-    from napari_histodiff.pipeline import HistoDiffPipeline
+    from napari_histodiff.pipelines.mask_to_image import HistoDiffPipeline
 
     img, msk = good(tmp_path)
     write(tmp_path / "unl", "u.png", rgb())
@@ -118,7 +118,7 @@ def test_cli_trains_resumes_and_writes_a_loadable_model(tmp_path, capsys):
 
 
 def test_cli_cosine_schedule_is_recorded_and_kept_on_resume(tmp_path, capsys):
-    from napari_histodiff.model_card import ModelCard
+    from napari_histodiff.models.card import ModelCard
 
     img, msk = good(tmp_path)
     base = ["train", "image", "--images", str(img), "--masks", str(msk),

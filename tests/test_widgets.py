@@ -17,7 +17,7 @@ TIMEOUT = 120_000  # ms; the CPU is shared with other jobs
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from napari_histodiff.model_io import init_model
+    from napari_histodiff.models.factory import init_model
 
     path = tmp_path_factory.mktemp("models") / "tiny"
     init_model(path, "background,nuclei,dab,tissue", patch_size=32)
@@ -90,7 +90,7 @@ def test_each_widget_opens_through_the_manifest(make_napari_viewer, qtbot, name,
 
 
 def test_model_loads_once_and_shows_classes(dock, qtbot, tiny_model):
-    from napari_histodiff.model_cache import MODEL_CACHE
+    from napari_histodiff.pipelines.cache import MODEL_CACHE
 
     viewer, w = dock
     assert w.model.classes.count() == 5  # from the card, before loading

@@ -10,7 +10,7 @@ import pytest
 from napari_histodiff import settings as settings_mod
 from napari_histodiff._widgets import _settings as store_mod
 from napari_histodiff.errors import HistodiffError, ModelFormatError
-from napari_histodiff.model_cache import ModelCache, resolve_source, source_kind
+from napari_histodiff.models.cache import ModelCache, resolve_source, source_kind
 
 
 # -- settings ---------------------------------------------------------------------

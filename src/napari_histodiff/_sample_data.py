@@ -20,7 +20,7 @@ SYNTH_STEPS = 10
 def _labels_kwargs(classes, name: str, **kwargs: Any) -> dict[str, Any]:
     from napari.utils.colormaps import DirectLabelColormap
 
-    from .mask_tools import class_features, label_colors
+    from .masks.tools import class_features, label_colors
 
     return {"name": name, "colormap": DirectLabelColormap(
         color_dict=label_colors(classes)), "features": class_features(classes),
@@ -31,8 +31,8 @@ def ihc_sample() -> list[tuple]:
     """The IHC image (RGB) and its automatic tissue mask."""
     from skimage import data
 
-    from .classes import TissueClasses
-    from .labeller import CLASS_NAMES, auto_label
+    from .masks.labeller import CLASS_NAMES, auto_label
+    from .models.classes import TissueClasses
 
     rgb = data.immunohistochemistry()
     classes = TissueClasses.from_names(list(CLASS_NAMES))
@@ -52,8 +52,8 @@ def synthetic_sample() -> list[tuple]:
     """
     import numpy as np
 
-    from .mask_tools import random_blobs
-    from .model_cache import MODEL_CACHE
+    from .masks.tools import random_blobs
+    from .pipelines.cache import MODEL_CACHE
 
     pipe = MODEL_CACHE.get("demo")
     classes = pipe.card.classes

@@ -2,7 +2,7 @@
 
 * ``write_labels``: a mask as PNG (8/16-bit ids), TIFF or ``.npy``.
 * ``write_image``: an RGB image as (pyramidal) OME-TIFF or PNG, with the
-  sidecar JSON of :mod:`napari_histodiff.export`.
+  sidecar JSON of :mod:`napari_histodiff.io.export`.
 * ``write_synthesis``: an image layer and a labels layer together as
   OME-Zarr (mask as label image), OME-TIFF or PNG, with the sidecar.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .classes import TissueClasses
+from .models.classes import TissueClasses
 
 CLASSES_KEY = "histodiff_classes"
 SETTINGS_KEY = "histodiff"
@@ -46,7 +46,7 @@ def write_labels(path: str, data, meta: dict[str, Any]) -> list[str]:
 def write_image(path: str, data, meta: dict[str, Any]) -> list[str]:
     """Write an RGB image layer as OME-TIFF or PNG with its sidecar JSON."""
     from .errors import InputError
-    from .export import export_synthesis
+    from .io.export import export_synthesis
 
     image = _level0(data)
     if not meta.get("rgb", image.shape[-1] == 3) or image.shape[-1] != 3:
@@ -59,7 +59,7 @@ def write_image(path: str, data, meta: dict[str, Any]) -> list[str]:
 
 def write_synthesis(path: str, layer_data: list[tuple]) -> list[str]:
     """Write one image and one labels layer together (OME-Zarr, TIFF or PNG)."""
-    from .export import export_synthesis
+    from .io.export import export_synthesis
 
     image = next(d for d in layer_data if d[2] == "image")
     labels = next(d for d in layer_data if d[2] == "labels")

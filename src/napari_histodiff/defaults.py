@@ -7,6 +7,9 @@ pipelines, which takes seconds.
 
 from __future__ import annotations
 
+#: Sampler of every pipeline (see :mod:`.sampling.schedulers`) and its steps.
+DEFAULT_SCHEDULER = "dpm++"
+DEFAULT_STEPS = 25
 #: Classifier-free guidance of the image pipeline (1 = plain conditional).
 DEFAULT_GUIDANCE = 2.0
 #: Classifier-free guidance of the mask generator over the chosen classes.

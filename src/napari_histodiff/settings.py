@@ -22,8 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .defaults import DEFAULT_GUIDANCE
-from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS
+from .defaults import DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS
 
 PLUGIN_NAME = "napari-histodiff"
 ENV_FILE = "HISTODIFF_SETTINGS_FILE"

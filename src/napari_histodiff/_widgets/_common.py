@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtWidgets import QComboBox, QGroupBox, QVBoxLayout, QWidget
 
-from ..classes import TissueClasses
 from ..errors import HistodiffError
+from ..models.classes import TissueClasses
 
 if TYPE_CHECKING:
     import napari
@@ -210,7 +210,7 @@ def labels_colormap(classes: TissueClasses):
     """A ``DirectLabelColormap`` with the class colours (unknown transparent)."""
     from napari.utils.colormaps import DirectLabelColormap
 
-    from ..mask_tools import label_colors
+    from ..masks.tools import label_colors
 
     return DirectLabelColormap(color_dict=label_colors(classes))
 
@@ -218,7 +218,7 @@ def labels_colormap(classes: TissueClasses):
 def add_mask_layer(viewer: napari.Viewer, data: np.ndarray, classes: TissueClasses,
                    name: str = "mask", **kwargs: Any):
     """Add a Labels layer coloured and named by ``classes`` (names on hover)."""
-    from ..mask_tools import class_features
+    from ..masks.tools import class_features
 
     metadata = dict(kwargs.pop("metadata", {}) or {})
     metadata[CLASSES_KEY] = classes.to_list()
@@ -242,7 +242,7 @@ def layer_classes(layer) -> TissueClasses | None:
 
 def set_layer_classes(layer, classes: TissueClasses) -> None:
     """Recolour a Labels layer and set its class names (features)."""
-    from ..mask_tools import class_features
+    from ..masks.tools import class_features
 
     layer.colormap = labels_colormap(classes)
     layer.features = class_features(classes)
@@ -263,7 +263,7 @@ def world_box(layer) -> tuple[np.ndarray, np.ndarray]:
 def image_region_from_shapes(shapes, target) -> tuple[int, int, int, int]:
     """The box of the chosen (else last) shape, in ``target``'s pixel grid."""
     from ..errors import InputError
-    from ..mask_tools import bounding_region
+    from ..masks.tools import bounding_region
 
     if shapes is None or len(shapes.data) == 0:
         raise InputError(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..mask_tools import Region
+from ..masks.tools import Region
 from ..sampling.store import ZarrStore
 
 MULTISCALE_MIN_SIDE = 2048

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..mask_tools import Region, region_mask
+from ..masks.tools import Region, region_mask
 from ..sampling.events import (
     CancelledEvent,
     FinishedEvent,
@@ -49,7 +49,7 @@ def synthesis_events(pipe, mask: np.ndarray, params: dict[str, Any],
                      canvas: LiveCanvas):
     """Synthesise ``mask`` into ``canvas`` (a zarr canvas), yielding events.
 
-    Returns the :class:`~napari_histodiff.pipeline.SynthesisRun`.
+    Returns the :class:`~napari_histodiff.pipelines.mask_to_image.SynthesisRun`.
     """
     run = pipe.stream(mask, store=canvas.store, **params)
     yield ("run", run, canvas)
@@ -71,7 +71,7 @@ def load_model(source: str, device: str, fp16: bool):
     """
     import dask.array  # noqa: F401 - imported here, off the UI thread
 
-    from ..model_cache import MODEL_CACHE
+    from ..pipelines.cache import MODEL_CACHE
 
     return MODEL_CACHE.get(source, device, fp16)
 

@@ -2,7 +2,7 @@
 
 Every dock widget of a viewer gets the same :class:`HistoDiffState`, so the
 model loaded in the Model panel is the one the Mask and Synthesis panels use.
-Pipelines themselves live in :data:`~napari_histodiff.model_cache.MODEL_CACHE`
+Pipelines themselves live in :data:`~napari_histodiff.pipelines.cache.MODEL_CACHE`
 and are loaded once per (folder, device, dtype), off the UI thread.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 from psygnal import Signal
 
-from ..classes import TissueClasses
 from ..errors import HistodiffError
+from ..models.classes import TissueClasses
 from ._common import make_worker, notify_error
 from ._settings import load_settings, save_settings
 
@@ -62,8 +62,8 @@ class HistoDiffState:
 
     def read_card(self) -> TissueClasses | None:
         """Read the classes from the chosen model's card (no weights)."""
-        from ..model_cache import resolve_source
-        from ..model_card import ModelCard
+        from ..models.cache import resolve_source
+        from ..models.card import ModelCard
 
         try:
             folder = resolve_source(self.source, download=False)

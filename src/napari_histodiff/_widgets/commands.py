@@ -33,7 +33,7 @@ def new_mask_layer(viewer: napari.viewer.Viewer) -> None:
     It takes the size, scale and position of the selected RGB image, else
     512 x 512 pixels.
     """
-    from ..mask_tools import new_mask
+    from ..masks.tools import new_mask
 
     try:
         classes = _classes(viewer)
@@ -54,7 +54,7 @@ def new_mask_layer(viewer: napari.viewer.Viewer) -> None:
 
 def auto_label_layer(viewer: napari.viewer.Viewer) -> None:
     """Label the selected RGB image with the automatic labeller."""
-    from ..mask_tools import mask_from_image
+    from ..masks.tools import mask_from_image
 
     try:
         image = _active_rgb(viewer)

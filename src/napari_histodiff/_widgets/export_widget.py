@@ -103,7 +103,7 @@ class ExportWidget(QWidget):
     def _format_changed(self, *_args) -> None:
         text = self.path.text().strip()
         if text:
-            from ..export import base_path
+            from ..io.export import base_path
 
             self.path.setText(str(base_path(text)) + self.format.currentData())
 
@@ -119,7 +119,7 @@ class ExportWidget(QWidget):
 
     def export(self) -> None:
         """Write the chosen image (and mask) in a worker thread."""
-        from ..export import export_synthesis
+        from ..io.export import export_synthesis
 
         try:
             kwargs = self._request()

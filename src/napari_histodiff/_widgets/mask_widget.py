@@ -317,7 +317,7 @@ class MaskWidget(QWidget):
 
     def new_mask(self) -> None:
         """An empty mask (all unknown) of the chosen size."""
-        from ..mask_tools import new_mask
+        from ..masks.tools import new_mask
 
         try:
             classes = self._need_classes()
@@ -356,13 +356,13 @@ class MaskWidget(QWidget):
     # -- clean up -------------------------------------------------------------
     def remove_specks(self) -> None:
         """Remove pieces smaller than the chosen size (they take nearby classes)."""
-        from ..mask_tools import remove_specks
+        from ..masks.tools import remove_specks
 
         self._apply(remove_specks, int(self.speck_size.value()), "Remove specks")
 
     def smooth(self) -> None:
         """Smooth class boundaries (majority vote within the radius)."""
-        from ..mask_tools import smooth_boundaries
+        from ..masks.tools import smooth_boundaries
 
         self._apply(smooth_boundaries, float(self.radius.value()),
                     "Smooth boundaries")
@@ -435,7 +435,7 @@ class MaskWidget(QWidget):
                 raise InputError("Tick at least one class to include.")
             shape = (self.height.value(), self.width.value())
             if key == "blobs":
-                from ..mask_tools import random_blobs
+                from ..masks.tools import random_blobs
 
                 self.add_mask(random_blobs(shape, ids, int(self.seed.value())),
                               "generated mask", classes=classes,
@@ -446,7 +446,7 @@ class MaskWidget(QWidget):
             notify_error(exc, "Generate mask")
 
     def _run_image_labeller(self, image, classes) -> None:
-        from ..mask_tools import mask_from_image
+        from ..masks.tools import mask_from_image
 
         rgb = level0(image)
         placement = {"scale": tuple(image.scale[-2:]),
@@ -497,7 +497,7 @@ def _mask_model(pipe, ids: list[int], shape, seed: int, guidance: float):
                          "Use random blobs or the automatic labeller, or paint the "
                          "mask.")
     try:
-        from ..mask_pipeline import HistoDiffMaskPipeline
+        from ..pipelines.mask_generation import HistoDiffMaskPipeline
     except ImportError as exc:
         raise InputError("No mask model is available in this build of "
                          "napari-histodiff; use random blobs or the automatic "

@@ -409,7 +409,7 @@ class SynthesisWidget(QWidget):
 
     def regenerate(self) -> None:
         """Regenerate the drawn rectangle of the image, its surroundings as context."""
-        from ..mask_tools import context_box
+        from ..masks.tools import context_box
 
         if self.busy:
             return

@@ -1,6 +1,6 @@
 """``histodiff bench``: compare the sampling strategies, print JSON.
 
-See :mod:`napari_histodiff.benchmark` for what is measured and
+See :mod:`napari_histodiff.bench.sampling` for what is measured and
 ``docs/performance.md`` for figures and how to reproduce them.
 """
 
@@ -16,7 +16,7 @@ from ..errors import InputError, OutputExistsError
 
 def register(subparsers) -> None:
     """Add the ``bench`` subcommand."""
-    from ..benchmark import (
+    from ..bench.sampling import (
         DEFAULT_MEMORY_SIZES,
         DEFAULT_SIZES,
         DEFAULT_STEPS,
@@ -99,7 +99,7 @@ def _int_list(text: str | None, name: str, minimum: int) -> tuple[int, ...] | No
 
 def settings_from_args(args: argparse.Namespace):
     """Turn command-line arguments into :class:`BenchSettings`."""
-    from ..benchmark import BenchSettings
+    from ..bench.sampling import BenchSettings
     from ..sampling.strategies import STRATEGIES
 
     strategies = None
@@ -147,7 +147,7 @@ def settings_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; print its JSON to stdout, progress to stderr."""
-    from ..benchmark import format_table, run_benchmark
+    from ..bench.sampling import format_table, run_benchmark
 
     settings = settings_from_args(args)
     if args.out is not None and args.out.exists() and not args.overwrite:

@@ -32,10 +32,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import demo_mask
     from ..io.masks import write_mask
-    from ..model_io import init_model
     from ..models import demo_model_path
+    from ..models.factory import init_model
+    from ..pipelines.demo import demo_mask
     from .generate import generate_to_files
 
     start = time.perf_counter()
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
               "-> PNG) working.")
         init_model(model, "background,nuclei,dab,tissue", patch_size=64,
                    size="tiny", seed=args.seed, overwrite=True)
-    from ..model_card import ModelCard
+    from ..models.card import ModelCard
 
     classes = ModelCard.load(model).classes
     wanted = (classes.names[1:] if args.classes is None

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..defaults import DEFAULT_GUIDANCE, NOISE_MEANS
 from ..sampling.engine import DEFAULT_WINDOW_BATCH
+from ..sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, scheduler_names
 from ..sampling.strategies import DEFAULT_STRATEGY, STRATEGIES, get_strategy
-from ..schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, scheduler_names
 from ._common import (
     add_device_args,
     check_new_output,
@@ -105,8 +105,8 @@ def generate_to_files(*, model, mask, out: Path, steps, guidance, scheduler,
     from ..io.omezarr import write_synthesis
     from ..io.preview import colorize, save_png
     from ..io.preview import side_by_side as sheet
-    from ..model_io import prepare_output
-    from ..pipeline import HistoDiffPipeline
+    from ..outputs import prepare_output
+    from ..pipelines.mask_to_image import HistoDiffPipeline
     from ..sampling.events import StepEvent, WindowsEvent
 
     pipe = HistoDiffPipeline.from_pretrained(model, device=device, fp16=fp16)

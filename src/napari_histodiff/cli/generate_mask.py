@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..io.masks import write_mask
-    from ..mask_pipeline import HistoDiffMaskPipeline
+    from ..pipelines.mask_generation import HistoDiffMaskPipeline
 
     out = Path(args.out)
     check_new_output(out, args.overwrite, "out")

@@ -9,7 +9,7 @@ from ._common import check_new_output, nonneg_float
 
 
 def register(subparsers) -> None:
-    from ..labeller import CLASS_NAMES
+    from ..masks.labeller import CLASS_NAMES
 
     names = ", ".join(f"{i}={n}" for i, n in enumerate(CLASS_NAMES, start=1))
     p = subparsers.add_parser(
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..io.masks import write_mask
-    from ..labeller import CLASS_NAMES, LabellerSettings, auto_label
+    from ..masks.labeller import CLASS_NAMES, LabellerSettings, auto_label
     from ..training.data import read_rgb
 
     out = Path(args.out)
@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
                       for i, n in enumerate(CLASS_NAMES, start=1))
     print(f"wrote {out} ({mask.shape[0]}x{mask.shape[1]}): {parts}")
     if args.preview:
-        from ..classes import TissueClasses
         from ..io.preview import colorize, save_png, side_by_side
+        from ..models.classes import TissueClasses
 
         classes = TissueClasses.from_names(list(CLASS_NAMES))
         save_png(args.preview, side_by_side(rgb, colorize(mask, classes)))

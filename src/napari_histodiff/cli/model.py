@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..model_io import UNET_SIZES
+from ..models.factory import UNET_SIZES
 
 
 def register(subparsers) -> None:
@@ -42,20 +42,20 @@ def register(subparsers) -> None:
 
 
 def run_init(args: argparse.Namespace) -> int:
-    from ..model_io import init_model
+    from ..models.factory import init_model
 
-    pipe = init_model(args.out, args.classes, patch_size=args.patch_size,
-                      size=args.size, latent=args.latent, seed=args.seed,
-                      overwrite=args.overwrite,
-                      microns_per_pixel=args.microns_per_pixel)
-    n = sum(p.numel() for p in pipe.unet.parameters())
+    parts = init_model(args.out, args.classes, patch_size=args.patch_size,
+                       size=args.size, latent=args.latent, seed=args.seed,
+                       overwrite=args.overwrite,
+                       microns_per_pixel=args.microns_per_pixel)
+    n = sum(p.numel() for p in parts["unet"].parameters())
     print(f"wrote {args.out}: untrained {args.size} model, {n:,} UNet parameters, "
-          f"classes {', '.join(pipe.card.classes.names)}")
+          f"classes {', '.join(parts['card'].classes.names)}")
     return 0
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from ..pipeline import HistoDiffPipeline
+    from ..pipelines.mask_to_image import HistoDiffPipeline
 
     pipe = HistoDiffPipeline.from_pretrained(args.model, device="cpu")
     counts = {name: sum(p.numel() for p in comp.parameters())

@@ -166,11 +166,11 @@ def _setup_torch(args) -> object:
 
 
 def _classes(args):
-    from ..classes import TissueClasses
-    from ..model_card import ModelCard
+    from ..models.card import ModelCard
+    from ..models.classes import TissueClasses
 
     if args.init_model:
-        from ..model_io import check_model_dir
+        from ..models.directory import check_model_dir
 
         card = ModelCard.load(check_model_dir(args.init_model))
         if args.classes and TissueClasses.from_names(args.classes) != card.classes:

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..classes import TissueClasses
 from ..errors import InputError
+from ..models.classes import TissueClasses
 
 PYRAMID_MAX_SIDE = 1024
 LABEL_NAME = "mask"

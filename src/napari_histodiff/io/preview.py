@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classes import TissueClasses
+from ..models.classes import TissueClasses
 
 
 def colorize(mask: np.ndarray, classes: TissueClasses) -> np.ndarray:

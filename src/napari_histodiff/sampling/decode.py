@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..conditioning import take_2d
+from ..arrays import take_2d
 from .store import CanvasStore
 from .windows import Window, grid_windows
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..conditioning import take_2d as _take
+from ..arrays import take_2d as _take
 from .decode import to_uint8
 from .events import Event, StepEvent, WindowsEvent
 from .windows import Window

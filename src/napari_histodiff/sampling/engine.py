@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..conditioning import take_2d
+from ..arrays import take_2d
 from .decode import decode_tiled, to_uint8
 from .events import (
     CancelledEvent,

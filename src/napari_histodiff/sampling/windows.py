@@ -13,16 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def fold(indices: np.ndarray, length: int) -> np.ndarray:
-    """Map any integer indices into ``[0, length)`` by mirroring at the edges.
-
-    ``-1 -> 0``, ``-2 -> 1``, ``length -> length - 1``: the edge pixel is
-    repeated once (symmetric padding), which works for any ``length >= 1``.
-    """
-    period = 2 * length
-    j = np.mod(indices, period)
-    return np.where(j >= length, period - 1 - j, j)
+from ..arrays import fold
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classes import TissueClasses
 from ..errors import InputError
-from ..labeller import check_rgb
+from ..masks.labeller import check_rgb
+from ..models.classes import TissueClasses
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 

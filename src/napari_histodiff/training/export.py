@@ -47,7 +47,7 @@ def install_model(model_dir: str | Path, dest: str | Path) -> Path:
     Only the files a model directory needs are copied (no checkpoints or
     logs), replacing ``dest``.
     """
-    from ..model_io import check_model_dir
+    from ..models.directory import check_model_dir
 
     src = check_model_dir(model_dir)
     dest = Path(dest)

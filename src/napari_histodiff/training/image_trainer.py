@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..classes import TissueClasses
 from ..errors import InputError
+from ..models.classes import TissueClasses
 from .augment import Augment
 from .data import CropSampler, Sample, class_means, describe
 from .loop import DiffusionTrainer, TrainSettings, step_rng
@@ -96,11 +96,11 @@ def image_batch_fn(sampler: CropSampler, num_classes: int, batch_size: int,
 
 def make_image_trainer(job: ImageTrainJob, device) -> DiffusionTrainer:
     """Build the UNet (new or fine-tuned), data and trainer of ``job``."""
-    from ..model_io import default_scheduler
+    from ..models.factory import default_scheduler
 
     k = len(job.classes)
     if job.init_model is not None:
-        from ..model_card import ModelCard
+        from ..models.card import ModelCard
 
         card = ModelCard.load(job.init_model)
         if card.classes.names != job.classes.names:
@@ -151,9 +151,9 @@ def train_image_model(job: ImageTrainJob, device="cpu", resume: bool = False,
 
 def save_image_model(job: ImageTrainJob, unet, steps: int) -> Path:
     """Write ``job.out``: unet (EMA), scheduler and card; keep a ``mask_unet/``."""
-    from ..model_card import ModelCard
-    from ..model_io import default_scheduler
-    from ..pipeline import HistoDiffPipeline
+    from ..models.card import ModelCard
+    from ..models.directory import save_components
+    from ..models.factory import default_scheduler
 
     out = Path(job.out)
     provenance = {
@@ -185,8 +185,7 @@ def save_image_model(job: ImageTrainJob, unet, steps: int) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     unet = unet.to("cpu")
-    pipe = HistoDiffPipeline(unet=unet, scheduler=default_scheduler(), card=card)
-    pipe.save_pretrained(tmp)
+    save_components(tmp, card, unet=unet, scheduler=default_scheduler())
     if (out / "mask_unet").is_dir():
         shutil.copytree(out / "mask_unet", tmp / "mask_unet")
     if out.exists():

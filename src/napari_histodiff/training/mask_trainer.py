@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..classes import TissueClasses
 from ..errors import InputError
+from ..models.classes import TissueClasses
 from .augment import Augment
 from .data import CropSampler, Sample, describe
 from .image_trainer import onehot
@@ -103,7 +103,7 @@ def mask_batch_fn(sampler: CropSampler, num_classes: int, factor: int,
 
 def make_mask_trainer(job: MaskTrainJob, device) -> DiffusionTrainer:
     """Build the mask UNet (new or fine-tuned), data and trainer of ``job``."""
-    from ..model_io import default_scheduler
+    from ..models.factory import default_scheduler
 
     k = len(job.classes)
     labelled = [s for s in job.samples if s.mask is not None]
@@ -159,7 +159,7 @@ def save_mask_model(job: MaskTrainJob, unet, steps: int) -> Path:
     card is written (the image model can be trained into the same folder
     later).
     """
-    from ..model_card import ModelCard
+    from ..models.card import ModelCard
 
     out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)

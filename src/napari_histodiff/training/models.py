@@ -1,6 +1,6 @@
 """UNets to train: built from a size name or explicit channels, or loaded.
 
-Sizes are those of :data:`napari_histodiff.model_io.UNET_SIZES`; ``channels``
+Sizes are those of :data:`napari_histodiff.models.factory.UNET_SIZES`; ``channels``
 and ``layers`` override them (e.g. ``48,96,144`` with 2 layers per block).
 """
 
@@ -33,7 +33,7 @@ def build_train_unet(in_channels: int, out_channels: int, sample_size: int,
     """
     from diffusers import UNet2DModel
 
-    from ..model_io import UNET_SIZES
+    from ..models.factory import UNET_SIZES
 
     if size not in UNET_SIZES:
         raise InputError(f"size: {size!r} is not one of {', '.join(UNET_SIZES)}")
@@ -71,7 +71,7 @@ def load_unet(model_dir: str | Path, subfolder: str):
     import torch
     from diffusers import UNet2DModel
 
-    from ..model_io import check_safe_weights
+    from ..models.directory import check_safe_weights
 
     folder = Path(model_dir) / subfolder
     if not (folder / "config.json").is_file():

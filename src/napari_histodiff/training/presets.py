@@ -2,7 +2,7 @@
 
 The demo models learn from ``skimage.data.immunohistochemistry()``, a real
 512x512 H-DAB image that scikit-image ships. Its labels come from the
-automatic labeller (:mod:`napari_histodiff.labeller`). The bottom-right
+automatic labeller (:mod:`napari_histodiff.masks.labeller`). The bottom-right
 quadrant (rows and columns 256-511) is held out for evaluation; the other
 three quadrants are the training images. The preset writes the data it uses
 into ``RUN_DIR/data`` so that every step can be inspected or repeated with
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classes import TissueClasses
-from ..labeller import CLASS_NAMES, auto_label
+from ..masks.labeller import CLASS_NAMES, auto_label
+from ..models.classes import TissueClasses
 from .data import load_folder_pairs, read_rgb
 from .image_trainer import ImageModelSpec, ImageTrainJob
 from .loop import TrainSettings
@@ -104,7 +104,7 @@ def heldout(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _provenance(part: str) -> dict:
     return {"preset": "demo", "dataset": "skimage.data.immunohistochemistry()",
-            "labels": "napari_histodiff.labeller.auto_label",
+            "labels": "napari_histodiff.masks.labeller.auto_label",
             "heldout": f"{HELDOUT} quadrant (rows/cols 256-511)",
             "command": f"histodiff train --preset demo --part {part}"}
 

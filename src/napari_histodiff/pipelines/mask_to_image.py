@@ -1,6 +1,6 @@
 """The mask-conditioned diffusion pipeline.
 
->>> from napari_histodiff.pipeline import HistoDiffPipeline
+>>> from napari_histodiff.pipelines.mask_to_image import HistoDiffPipeline
 >>> pipe = HistoDiffPipeline.from_pretrained("my-model", device="auto")
 >>> out = pipe(mask, guidance_scale=2.0, num_inference_steps=25, seed=0)
 >>> out.image.shape  # (H, W, 3) uint8, the same size as the mask
@@ -25,22 +25,23 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
-from ._version import __version__
-from .conditioning import GuidedDenoiser, MaskConditioning
-from .defaults import DEFAULT_GUIDANCE, NOISE_MEANS
-from .errors import InputError, ModelFormatError
-from .hashing import array_sha256
-from .model_card import ModelCard
-from .sampling.engine import DEFAULT_CHUNK, DEFAULT_WINDOW_BATCH, SynthesisEngine
-from .sampling.events import CancelledEvent, FinishedEvent
-from .sampling.store import CanvasStore, open_store
-from .sampling.strategies import (
+from .._version import __version__
+from ..conditioning.guidance import GuidedDenoiser
+from ..conditioning.mask import MaskConditioning
+from ..defaults import DEFAULT_GUIDANCE, NOISE_MEANS
+from ..errors import InputError, ModelFormatError
+from ..hashing import array_sha256
+from ..models.card import ModelCard
+from ..sampling.engine import DEFAULT_CHUNK, DEFAULT_WINDOW_BATCH, SynthesisEngine
+from ..sampling.events import CancelledEvent, FinishedEvent
+from ..sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, make_scheduler
+from ..sampling.store import CanvasStore, open_store
+from ..sampling.strategies import (
     DEFAULT_STRATEGY,
     DiffInfinite,
     Strategy,
     get_strategy,
 )
-from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, make_scheduler
 
 
 @dataclass
@@ -171,9 +172,9 @@ class HistoDiffPipeline(DiffusionPipeline):
         fp16 : bool
             Half precision (GPU only).
         """
-        from .devices import resolve_device, resolve_dtype
-        from .model_io import load_components
-        from .models import resolve_model_path
+        from ..devices import resolve_device, resolve_dtype
+        from ..models import resolve_model_path
+        from ..models.directory import load_components
 
         path = resolve_model_path(path)
         dev = resolve_device(device)

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ModelFormatError
 from .classes import TissueClasses
-from .errors import ModelFormatError
 
 CARD_NAME = "histodiff.json"
 CARD_FORMAT = "napari-histodiff-model"

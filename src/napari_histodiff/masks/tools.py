@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .classes import TissueClasses
-from .errors import InputError
+from ..errors import InputError
+from ..models.classes import TissueClasses
 
 Region = tuple[int, int, int, int]  # (y0, y1, x0, x1), end exclusive
 
@@ -227,11 +227,27 @@ def mask_from_image(rgb, classes: TissueClasses) -> tuple[np.ndarray, list[str]]
     return lut[labels], missing
 
 
+def blob_mask(shape: tuple[int, int], class_ids: list[int], seed: int = 0,
+              scale: float = 24.0) -> np.ndarray:
+    """A mask of smooth random regions, one per class id (no model needed).
+
+    Smoothed Gaussian noise per class; each pixel takes the class with the
+    largest value, which gives rounded, tissue-like regions of about
+    ``scale`` pixels.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    if not class_ids:
+        raise InputError("classes: give at least one class for the mask")
+    rng = np.random.default_rng(seed)
+    fields = np.stack([gaussian_filter(rng.standard_normal(shape), scale,
+                                       mode="wrap") for _ in class_ids])
+    return np.asarray(class_ids, dtype=np.uint8)[np.argmax(fields, axis=0)]
+
+
 def random_blobs(shape: Sequence[int], class_ids: Sequence[int], seed: int = 0,
                  scale: float | None = None) -> np.ndarray:
     """Smooth random regions of the given classes (no model needed)."""
-    from .demo import blob_mask
-
     if scale is None:
         scale = max(4.0, min(shape) / 10)
     return blob_mask(tuple(int(s) for s in shape), list(class_ids), seed=seed,

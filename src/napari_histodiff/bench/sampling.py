@@ -18,7 +18,7 @@ For each sampling strategy and canvas size it measures, with a fixed model
 The memory mode runs ``random-shift`` with the canvas on disk (zarr) at two
 sizes and compares peak RSS: with the canvas on disk it is set by the window
 batch, not by the canvas. Every measurement runs in a fresh Python process
-(``python -m napari_histodiff.benchmark CASE_JSON``) so that peak RSS
+(``python -m napari_histodiff.bench.sampling CASE_JSON``) so that peak RSS
 belongs to that run alone; ``isolate=False`` runs the strategy table in this
 process instead (quick smoke runs), where peak RSS is the process's so far.
 
@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ._version import __version__
+from .._version import __version__
 
 DEFAULT_SIZES = (1024, 2048)
 DEFAULT_STRATEGIES = ("random-shift", "tiled", "multidiffusion", "diffinfinite")
@@ -167,7 +167,7 @@ def ensure_model(model: str | None, folder: str | Path) -> tuple[str, bool]:
     """
     if model is not None:
         return str(model), False
-    from .model_io import init_model
+    from ..models.factory import init_model
 
     path = Path(folder) / "bench-model"
     init_model(path, MODEL_CLASSES, patch_size=MODEL_PATCH, size="tiny",
@@ -177,7 +177,7 @@ def ensure_model(model: str | None, folder: str | Path) -> tuple[str, bool]:
 
 def describe_model(path: str, fresh: bool) -> dict[str, Any]:
     """What the JSON says about the model that was measured."""
-    from .model_card import ModelCard
+    from ..models.card import ModelCard
 
     card = ModelCard.load(path)
     weights = sum(
@@ -228,7 +228,7 @@ def peak_rss_mb() -> float | None:
 def _load(model: str, device: str, threads: int | None):
     import torch
 
-    from .pipeline import HistoDiffPipeline
+    from ..pipelines.mask_to_image import HistoDiffPipeline
 
     if threads:
         torch.set_num_threads(int(threads))
@@ -239,7 +239,7 @@ def run_case(pipe, size: int, strategy: str, seed: int, steps: int,
              scheduler: str = "dpm++", guidance: float = 2.0, window_batch: int = 8,
              chunk: int = 256) -> dict[str, Any]:
     """One synthesis of the strategy table, measured in this process."""
-    from .sampling.seams import seam_score
+    from ..metrics.seams import seam_score
 
     mask = benchmark_mask(size, size, pipe.card.num_classes, seed)
     rss_before = peak_rss_mb()
@@ -255,7 +255,7 @@ def run_case(pipe, size: int, strategy: str, seed: int, steps: int,
         # where the final step put its window borders: a model whose outputs
         # differ from window to window imprints them there if nearby steps
         # shared that grid
-        from .sampling.strategies import RandomShift
+        from ..sampling.strategies import RandomShift
 
         oy, ox = RandomShift().offsets(steps - 1, p, seed)
         last_grid = _finite(seam_score(out.image, p, ((-oy) % p, (-ox) % p)))
@@ -284,7 +284,7 @@ def run_memory_case(pipe, size: int, steps: int, folder: str | Path,
     mask = benchmark_mask(size, size, pipe.card.num_classes, 0)
     rss_before = peak_rss_mb()
     start = time.perf_counter()
-    from .sampling.strategies import RandomShift
+    from ..sampling.strategies import RandomShift
 
     # plain steps only: the blended final steps read and write window by
     # window, so their memory does not grow with the canvas either, but on
@@ -320,7 +320,7 @@ def run_in_subprocess(case: dict[str, Any]) -> dict[str, Any]:
         p for p in (package_root, env.get("PYTHONPATH")) if p
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "napari_histodiff.benchmark", json.dumps(case)],
+        [sys.executable, "-m", "napari_histodiff.bench.sampling", json.dumps(case)],
         capture_output=True, text=True, env=env, check=False,
     )
     for line in reversed(proc.stdout.splitlines()):
@@ -471,7 +471,7 @@ def run_benchmark(settings: BenchSettings,
     """Run the benchmark described by ``settings``; return the JSON-able report."""
     import torch
 
-    from .sampling.strategies import get_strategy
+    from ..sampling.strategies import get_strategy
 
     for name in settings.strategies:
         get_strategy(name)  # an InputError for unknown names, before any work

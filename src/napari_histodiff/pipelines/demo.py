@@ -11,25 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
-
-
-def blob_mask(shape: tuple[int, int], class_ids: list[int], seed: int = 0,
-              scale: float = 24.0) -> np.ndarray:
-    """A mask of smooth random regions, one per class id (no model needed).
-
-    Smoothed Gaussian noise per class; each pixel takes the class with the
-    largest value, which gives rounded, tissue-like regions of about
-    ``scale`` pixels.
-    """
-    from scipy.ndimage import gaussian_filter
-
-    if not class_ids:
-        raise InputError("classes: give at least one class for the mask")
-    rng = np.random.default_rng(seed)
-    fields = np.stack([gaussian_filter(rng.standard_normal(shape), scale,
-                                       mode="wrap") for _ in class_ids])
-    return np.asarray(class_ids, dtype=np.uint8)[np.argmax(fields, axis=0)]
+from ..masks.tools import blob_mask
 
 
 def demo_mask(model, class_names: list[str], shape: tuple[int, int], seed: int = 0,
@@ -47,12 +29,12 @@ def demo_mask(model, class_names: list[str], shape: tuple[int, int], seed: int =
     """
     from pathlib import Path
 
-    from .model_card import ModelCard
+    from ..models.card import ModelCard
 
     classes = ModelCard.load(model).classes
     ids = [classes.index_of(name) for name in class_names]
     if (Path(model) / "mask_unet" / "config.json").is_file():
-        from .mask_pipeline import HistoDiffMaskPipeline
+        from .mask_generation import HistoDiffMaskPipeline
 
         pipe = HistoDiffMaskPipeline.from_pretrained(model)
         out = pipe(ids, height=shape[0], width=shape[1], guidance_scale=guidance,

@@ -19,7 +19,7 @@ The label ids are those of a model with classes ``unknown`` + :data:`CLASS_NAMES
 training labels and for "a mask from a real image"; it is no substitute for a
 pathologist's annotation.
 
->>> from napari_histodiff.labeller import auto_label, CLASS_NAMES
+>>> from napari_histodiff.masks.labeller import auto_label, CLASS_NAMES
 >>> mask = auto_label(rgb)          # (H, W) uint8 with ids 1..4
 """
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 #: The classes the labeller writes, in label-id order starting at 1.
 CLASS_NAMES: tuple[str, ...] = ("background", "nuclei", "dab", "tissue")

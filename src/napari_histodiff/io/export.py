@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from ._version import __version__
-from .classes import TissueClasses
-from .errors import InputError, OutputExistsError
-from .hashing import array_sha256
+from .._version import __version__
+from ..errors import InputError, OutputExistsError
+from ..hashing import array_sha256
+from ..models.classes import TissueClasses
 
 Region = tuple[int, int, int, int]
 
@@ -172,7 +172,7 @@ def export_synthesis(
     path.parent.mkdir(parents=True, exist_ok=True)
 
     if fmt == "ome-zarr":
-        from .io.omezarr import write_synthesis
+        from .omezarr import write_synthesis
 
         write_synthesis(path, _dask(img).transpose(2, 0, 1), _dask(msk), classes,
                         settings or {}, microns_per_pixel)
@@ -183,7 +183,7 @@ def export_synthesis(
     else:
         from PIL import Image
 
-        from .io.masks import write_mask
+        from .masks import write_mask
 
         Image.fromarray(np.ascontiguousarray(np.asarray(img))).save(path)
         if msk is not None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .errors import InputError
+from ..defaults import DEFAULT_SCHEDULER, DEFAULT_STEPS  # noqa: F401 (re-exported)
+from ..errors import InputError
 
 # short name -> (diffusers class name, extra config)
 SCHEDULERS: dict[str, tuple[str, dict]] = {
@@ -13,8 +14,6 @@ SCHEDULERS: dict[str, tuple[str, dict]] = {
     "euler": ("EulerDiscreteScheduler", {}),
     "unipc": ("UniPCMultistepScheduler", {}),
 }
-DEFAULT_SCHEDULER = "dpm++"
-DEFAULT_STEPS = 25
 
 
 def scheduler_names() -> list[str]:

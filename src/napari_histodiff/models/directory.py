@@ -18,30 +18,19 @@ arbitrary code.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-from .classes import TissueClasses
-from .errors import (
-    InputError,
+from ..errors import (
     ModelFormatError,
-    OutputExistsError,
     UnsafeCheckpointError,
 )
-from .model_card import CARD_NAME, ModelCard
+from .card import CARD_NAME, ModelCard
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".ckpt", ".pth", ".pkl", ".pickle")
 COMPONENTS_REQUIRED = ("unet", "scheduler")
 COMPONENTS_OPTIONAL = ("vae", "mask_unet")
 
-# Image UNet sizes: (block_out_channels, layers_per_block, attention in last block)
-UNET_SIZES: dict[str, dict[str, Any]] = {
-    "tiny": {"block_out_channels": (32, 64, 64), "layers_per_block": 1},
-    "small": {"block_out_channels": (64, 128, 128), "layers_per_block": 1},
-    "base": {"block_out_channels": (64, 128, 256, 256), "layers_per_block": 2},
-}
-LATENT_CHANNELS = 4
 
 
 def _convert_hint(path: Path) -> str:
@@ -112,135 +101,37 @@ def check_model_dir(path: str | Path) -> Path:
     return path
 
 
-def build_unet(
-    in_channels: int,
-    out_channels: int,
-    sample_size: int,
-    size: str = "tiny",
-    num_class_embeds: int | None = None,
-):
-    """A randomly initialised ``diffusers.UNet2DModel`` of a named size."""
-    from diffusers import UNet2DModel
+def save_components(directory: str | Path, card: ModelCard,
+                    **components: Any) -> Path:
+    """Write a model directory: each component's folder and the model card.
 
-    if size not in UNET_SIZES:
-        raise InputError(f"size: {size!r} is not one of {', '.join(UNET_SIZES)}")
-    spec = UNET_SIZES[size]
-    n = len(spec["block_out_channels"])
-    down = ["DownBlock2D"] * (n - 1) + ["AttnDownBlock2D"]
-    up = ["AttnUpBlock2D"] + ["UpBlock2D"] * (n - 1)
-    return UNet2DModel(
-        sample_size=sample_size,
-        in_channels=in_channels,
-        out_channels=out_channels,
-        block_out_channels=spec["block_out_channels"],
-        layers_per_block=spec["layers_per_block"],
-        down_block_types=tuple(down),
-        up_block_types=tuple(up),
-        norm_num_groups=min(32, spec["block_out_channels"][0]),
-        num_class_embeds=num_class_embeds,
-    )
-
-
-def build_vae(size: str = "tiny"):
-    """A randomly initialised ``AutoencoderKL`` with a spatial factor of 4."""
-    from diffusers import AutoencoderKL
-
-    channels = {"tiny": (32, 64, 64), "small": (64, 128, 128), "base": (64, 128, 256)}
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=LATENT_CHANNELS,
-        block_out_channels=channels.get(size, channels["tiny"]),
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        norm_num_groups=32,
-        layers_per_block=1,
-    )
-
-
-def default_scheduler():
-    """The training noise schedule shared by all samplers."""
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler(
-        num_train_timesteps=1000,
-        beta_schedule="squaredcos_cap_v2",
-        prediction_type="epsilon",
-        clip_sample=False,
-    )
-
-
-def init_model(
-    out: str | Path,
-    classes: TissueClasses | str,
-    patch_size: int = 64,
-    size: str = "tiny",
-    latent: bool = False,
-    seed: int = 0,
-    overwrite: bool = False,
-    microns_per_pixel: float | None = None,
-):
-    """Write a randomly initialised model directory and return its pipeline.
-
-    Parameters
-    ----------
-    out : path
-        Directory to create.
-    classes : TissueClasses or str
-        Classes, or comma-separated names (``unknown`` is added first).
-    patch_size : int
-        Window side in pixels (multiple of 8; of 32 for latent models).
-    size : {"tiny", "small", "base"}
-        UNet size.
-    latent : bool
-        Add a VAE and diffuse in its latent space (spatial factor 4).
-    seed : int
-        Seed of the random initialisation.
-    overwrite : bool
-        Replace ``out`` if it exists.
+    ``components`` are ``unet``, ``scheduler`` and optionally ``vae`` and
+    ``mask_unet`` (None: absent). Weights are written as safetensors. The
+    ``model_index.json`` is the one diffusers writes for a pipeline, so the
+    folder reads the same whichever way it was made.
     """
-    import torch
+    import json
 
-    from .pipeline import HistoDiffPipeline
+    import diffusers
 
-    out = Path(out)
-    prepare_output(out, overwrite, "out")
-    if isinstance(classes, str):
-        classes = TissueClasses.from_names(classes)
-    if latent and patch_size % 32:
-        raise InputError(f"patch_size: latent models need a multiple of 32, got "
-                         f"{patch_size}")
-    torch.manual_seed(seed)
-    factor = 4 if latent else 1
-    channels = LATENT_CHANNELS if latent else 3
-    card = ModelCard(
-        classes=classes,
-        patch_size=patch_size,
-        space="latent" if latent else "pixel",
-        vae_scale_factor=factor,
-        latent_scaling=1.0,
-        microns_per_pixel=microns_per_pixel,
-        provenance={"kind": "random-init", "seed": seed, "size": size},
-    )
-    unet = build_unet(channels + len(classes), channels, patch_size // factor, size)
-    vae = build_vae(size) if latent else None
-    pipe = HistoDiffPipeline(unet=unet, scheduler=default_scheduler(), vae=vae,
-                             card=card)
-    pipe.save_pretrained(out)
-    return pipe
-
-
-def prepare_output(path: Path, overwrite: bool, argname: str) -> None:
-    """Refuse an existing output unless ``overwrite``; then remove it."""
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise OutputExistsError(
-                f"{argname}: {path} exists; choose another path or pass --overwrite"
-            )
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    index: dict[str, Any] = {"_class_name": "HistoDiffPipeline",
+                             "_diffusers_version": diffusers.__version__}
+    for name in ("mask_unet", "scheduler", "unet", "vae"):
+        part = components.get(name)
+        if part is None:
+            index[name] = [None, None]
+            continue
+        if name == "scheduler":
+            part.save_pretrained(directory / name)
         else:
-            path.unlink()
+            part.save_pretrained(directory / name, safe_serialization=True)
+        index[name] = ["diffusers", type(part).__name__]
+    (directory / "model_index.json").write_text(json.dumps(index, indent=2,
+                                                           sort_keys=True) + "\n")
+    card.save(directory)
+    return directory
 
 
 def load_components(path: str | Path, device=None, dtype=None) -> dict[str, Any]:

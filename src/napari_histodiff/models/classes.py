@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .hashing import row_blocks
+from ..errors import InputError
+from ..hashing import row_blocks
 
 UNKNOWN = "unknown"
 

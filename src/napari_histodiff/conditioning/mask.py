@@ -13,10 +13,11 @@ without changing the samplers, which only call :class:`GuidedDenoiser`.
 
 from __future__ import annotations
 
-import time
 from typing import Protocol
 
 import numpy as np
+
+from ..arrays import fold, take_2d
 
 
 class Conditioning(Protocol):
@@ -52,8 +53,6 @@ class MaskConditioning:
     def window(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         f = self.factor
         if f > 1:  # canvas pixel -> the f x f image pixels it spans
-            from .sampling.windows import fold
-
             height, width = self.mask.shape[-2:]
             ys = fold((ys[:, None] * f + np.arange(f)).ravel(), height)
             xs = fold((xs[:, None] * f + np.arange(f)).ravel(), width)
@@ -83,80 +82,3 @@ class MaskConditioning:
         out = np.zeros((self.channels, height, width), np.float32)
         out[0] = 1.0
         return out
-
-
-def take_2d(array, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """``array[..., ys, :][..., xs]`` reading only the bounding block.
-
-    Works on numpy and zarr arrays alike (zarr reads only the chunks it needs).
-    """
-    y0, y1 = int(ys.min()), int(ys.max()) + 1
-    x0, x1 = int(xs.min()), int(xs.max()) + 1
-    block = np.asarray(array[..., y0:y1, x0:x1])
-    return block[..., ys - y0, :][..., xs - x0]
-
-
-class GuidedDenoiser:
-    """The UNet with classifier-free guidance over batches of windows.
-
-    ``prediction = null + w * (cond - null)``; ``w = 1`` is plain conditional
-    (the null branch is skipped), ``w = 0`` unconditional (the conditional
-    branch is skipped). Otherwise both branches run in one batched call.
-
-    Parameters
-    ----------
-    unet : diffusers.UNet2DModel
-    guidance_scale : float
-        ``w >= 0``.
-    device, dtype : torch device and dtype for the UNet inputs.
-
-    Attributes
-    ----------
-    unet_seconds : float
-        Wall time spent inside UNet calls (for the benchmark).
-    evaluations : int
-        Windows evaluated (a window counts once even with both branches).
-    """
-
-    def __init__(self, unet, guidance_scale: float, device, dtype):
-        self.unet = unet
-        self.guidance_scale = float(guidance_scale)
-        self.device = device
-        self.dtype = dtype
-        self.unet_seconds = 0.0
-        self.evaluations = 0
-        self.unet_calls = 0
-
-    def __call__(self, x: np.ndarray, t, cond: np.ndarray, null: np.ndarray):
-        """Guided model output for windows ``x`` (B, C, h, w) at timestep ``t``.
-
-        ``cond`` and ``null`` are (B, K, h, w) condition channels.
-        """
-        import torch
-
-        w = self.guidance_scale
-        if w == 1.0:
-            xs, cs = x, cond
-        elif w == 0.0:
-            xs, cs = x, null
-        else:
-            xs, cs = np.concatenate([x, x]), np.concatenate([cond, null])
-        inp = torch.from_numpy(np.concatenate([xs, cs], axis=1)).to(
-            self.device, self.dtype
-        )
-        tt = torch.full((inp.shape[0],), int(t), device=self.device, dtype=torch.long)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        with torch.no_grad():
-            out = self.unet(inp, tt).sample
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        self.unet_seconds += time.perf_counter() - start
-        self.unet_calls += 1
-        self.evaluations += x.shape[0]
-        out = out.float()
-        if w not in (0.0, 1.0):
-            c, n = out.chunk(2)
-            out = n + w * (c - n)
-        return out.cpu().numpy()

@@ -1,6 +1,6 @@
 """The mask generator: a label mask with a chosen set of classes.
 
->>> from napari_histodiff.mask_pipeline import HistoDiffMaskPipeline
+>>> from napari_histodiff.pipelines.mask_generation import HistoDiffMaskPipeline
 >>> pipe = HistoDiffMaskPipeline.from_pretrained("demo")
 >>> out = pipe(["nuclei", "dab"], height=512, width=512, seed=0)
 >>> out.mask.shape  # (512, 512) uint8 class ids
@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
-from ._version import __version__
-from .defaults import DEFAULT_MASK_GUIDANCE, DEFAULT_MASK_STEPS
-from .errors import InputError, ModelFormatError
-from .model_card import ModelCard
-from .sampling.store import MemoryStore
-from .schedulers import DEFAULT_SCHEDULER, make_scheduler
+from .._version import __version__
+from ..defaults import DEFAULT_MASK_GUIDANCE, DEFAULT_MASK_STEPS
+from ..errors import InputError, ModelFormatError
+from ..models.card import ModelCard
+from ..sampling.schedulers import DEFAULT_SCHEDULER, make_scheduler
+from ..sampling.store import MemoryStore
 
 
 class ClassSetConditioning:
@@ -135,9 +135,10 @@ class HistoDiffMaskPipeline(DiffusionPipeline):
         """
         from diffusers import DDPMScheduler, UNet2DModel
 
-        from .devices import resolve_device
-        from .model_io import check_safe_weights, default_scheduler
-        from .models import resolve_model_path
+        from ..devices import resolve_device
+        from ..models import resolve_model_path
+        from ..models.directory import check_safe_weights
+        from ..models.factory import default_scheduler
 
         path = resolve_model_path(path)
         card = ModelCard.load(path)
@@ -258,10 +259,10 @@ class HistoDiffMaskPipeline(DiffusionPipeline):
         -------
         MaskOutput
         """
-        from .conditioning import GuidedDenoiser
-        from .sampling.engine import SynthesisEngine
-        from .sampling.events import CancelledEvent
-        from .sampling.strategies import get_strategy
+        from ..conditioning.guidance import GuidedDenoiser
+        from ..sampling.engine import SynthesisEngine
+        from ..sampling.events import CancelledEvent
+        from ..sampling.strategies import get_strategy
 
         # 1. Check inputs
         vector = self.check_inputs(classes, height, width, guidance_scale,

@@ -1,6 +1,7 @@
 """Load each model once and reuse it: a thread-safe pipeline cache.
 
-The napari widgets ask :data:`MODEL_CACHE` for a pipeline from a worker
+The napari widgets ask
+:data:`napari_histodiff.pipelines.cache.MODEL_CACHE` for a pipeline from a worker
 thread; the same (folder, device, dtype) is loaded once per session, and two
 threads asking for it at the same time wait for one load. Model sources are
 
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import HistodiffError, InputError, ModelFormatError
+from ..errors import HistodiffError, InputError, ModelFormatError
 
 Key = tuple[str, str, str]
 
@@ -46,7 +47,7 @@ def resolve_source(source: str | Path, download: bool = True) -> Path:
     HistodiffError
         A Hub id that cannot be downloaded (offline, unknown id).
     """
-    from .models import resolve_model_path
+    from . import resolve_model_path
 
     text = str(source).strip()
     if not text:
@@ -89,17 +90,11 @@ def _download(repo_id: str) -> Path:
 
 def cache_key(folder: Path, device: str = "auto", fp16: bool = False) -> Key:
     """(folder, concrete device, dtype): what makes two loads the same."""
-    from .devices import resolve_device, resolve_dtype
+    from ..devices import resolve_device, resolve_dtype
 
     dev = resolve_device(device)
     dtype = resolve_dtype(dev, fp16)
     return str(Path(folder).resolve()), str(dev), str(dtype).replace("torch.", "")
-
-
-def _default_loader(folder: Path, device: str, fp16: bool):
-    from .pipeline import HistoDiffPipeline
-
-    return HistoDiffPipeline.from_pretrained(folder, device=device, fp16=fp16)
 
 
 class ModelCache:
@@ -107,16 +102,17 @@ class ModelCache:
 
     Parameters
     ----------
-    loader : callable, optional
-        ``loader(folder, device, fp16) -> pipeline``; the pipeline loader by
-        default (tests pass a stub).
+    loader : callable
+        ``loader(folder, device, fp16) -> pipeline`` (the session's cache,
+        :data:`napari_histodiff.pipelines.cache.MODEL_CACHE`, loads
+        ``HistoDiffPipeline``; tests pass a stub).
     max_items : int
         Least recently used pipelines beyond this are dropped.
     """
 
-    def __init__(self, loader: Callable[[Path, str, bool], Any] | None = None,
+    def __init__(self, loader: Callable[[Path, str, bool], Any],
                  max_items: int = 2) -> None:
-        self._loader = loader or _default_loader
+        self._loader = loader
         self._max = max(1, int(max_items))
         self._items: OrderedDict[Key, Any] = OrderedDict()
         self._lock = threading.Lock()
@@ -165,6 +161,3 @@ class ModelCache:
 
     def __len__(self) -> int:
         return len(self._items)
-
-
-MODEL_CACHE = ModelCache()

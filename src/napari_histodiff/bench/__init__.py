@@ -1,0 +1,1 @@
+"""Benchmarks and evidence behind `histodiff bench` and the docs."""

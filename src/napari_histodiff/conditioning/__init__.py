@@ -1,0 +1,1 @@
+"""How conditions reach the UNet, and how guidance combines its outputs."""

@@ -1,0 +1,1 @@
+"""Masks: the automatic labeller and the mask editing tools."""

@@ -1,0 +1,1 @@
+"""Measurements of synthetic images: mask fidelity, seams."""
