@@ -53,15 +53,17 @@ def make_mask(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 class FakeDenoiser:
-    """Stands in for GuidedDenoiser; ``fn(x, t)`` gives the model output."""
+    """Stands in for the Denoiser; ``fn(x, t)`` gives the model output."""
 
     def __init__(self, fn):
         self.fn = fn
         self.unet_seconds = 0.0
         self.inputs: list[np.ndarray] = []
 
-    def __call__(self, x, t, cond, null):
-        assert cond.shape[0] == x.shape[0] and cond.shape[-2:] == x.shape[-2:]
+    def __call__(self, x, t, windows):
+        assert len(windows) == x.shape[0]
+        assert all(len(ys) == x.shape[-2] and len(xs) == x.shape[-1]
+                   for ys, xs in windows)
         self.inputs.extend(x)
         return self.fn(np.array(x), t).astype(np.float32)
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from napari_histodiff.cli import main
+from napari_histodiff.conditioning import ClassSetCondition
 from napari_histodiff.errors import ModelFormatError
 from napari_histodiff.models.card import ModelCard
 from napari_histodiff.models.classes import TissueClasses
 from napari_histodiff.pipelines.mask_generation import (
-    ClassSetConditioning,
     HistoDiffMaskPipeline,
     upsample_labels,
 )
@@ -116,7 +116,7 @@ def test_class_set_condition():
     frac = mask_to_fractions(mask, 4, 4)
     assert frac.shape == (1, 4, 4, 4)
     assert class_set(frac).tolist() == [[0.0, 1.0, 1.0, 0.0]]
-    cond = ClassSetConditioning(np.array([0, 1, 0, 1]))
+    cond = ClassSetCondition(np.array([0, 1, 0, 1]))
     assert cond.window(np.arange(3), np.arange(5)).shape == (4, 3, 5)
     assert not cond.null(2, 2).any()
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
-from napari_histodiff.conditioning.guidance import GuidedDenoiser
-from napari_histodiff.conditioning.mask import MaskConditioning
+from napari_histodiff.conditioning import (
+    ClassifierFreeGuidance,
+    Denoiser,
+    MaskCondition,
+)
 from napari_histodiff.devices import resolve_device, resolve_dtype
 from napari_histodiff.errors import DeviceError, InputError
 
@@ -18,6 +23,8 @@ class _RecordingUNet(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.batches = []
+        self.config = SimpleNamespace(in_channels=6, out_channels=3, sample_size=8,
+                                      block_out_channels=(4, 4))
 
     def forward(self, x, t):
         self.batches.append(x.shape[0])
@@ -32,12 +39,11 @@ class _RecordingUNet(torch.nn.Module):
 @pytest.mark.parametrize("w", [0.0, 0.5, 1.0, 2.0, 4.0])
 def test_guidance_formula_and_single_batched_call(w):
     unet = _RecordingUNet()
-    den = GuidedDenoiser(unet, w, torch.device("cpu"), torch.float32)
-    cond_src = MaskConditioning(np.full((8, 8), 2), num_classes=3)
+    cond_src = MaskCondition(np.full((8, 8), 2), num_classes=3)
+    den = Denoiser(unet, [cond_src], [ClassifierFreeGuidance("mask", w)],
+                   torch.device("cpu"), torch.float32)
     ys = xs = np.arange(8)
-    cond = cond_src.window(ys, xs)[None].repeat(2, 0)
-    null = cond_src.null(8, 8)[None].repeat(2, 0)
-    out = den(np.zeros((2, 3, 8, 8), np.float32), 10, cond, null)
+    out = den(np.zeros((2, 3, 8, 8), np.float32), 10, [(ys, xs)] * 2)
     # cond branch predicts 2 everywhere, null branch 0: null + w (cond - null)
     np.testing.assert_allclose(out, 2.0 * w)
     assert len(unet.batches) == 1  # both branches in one call
@@ -45,7 +51,7 @@ def test_guidance_formula_and_single_batched_call(w):
 
 
 def test_onehot_channels(small_mask):
-    cond = MaskConditioning(small_mask, num_classes=4)
+    cond = MaskCondition(small_mask, num_classes=4)
     ch = cond.window(np.arange(37), np.arange(45))
     assert ch.shape == (4, 37, 45)
     assert np.array_equal(ch.argmax(0), small_mask)

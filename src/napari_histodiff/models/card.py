@@ -59,7 +59,7 @@ class ModelCard:
         value per canvas channel; ``unknown`` has the mean of all pixels.
         Samplers centre the initial noise on the means of each pixel's class,
         scaled as the forward process scales the clean image at the first
-        timestep (:meth:`.conditioning.MaskConditioning.mean_canvas`).
+        timestep (:meth:`napari_histodiff.conditioning.MaskCondition.mean_canvas`).
         None: centred on zero.
     """
 

@@ -8,7 +8,8 @@
 The ``mask_unet/`` of a model directory denoises K channels (one per class,
 the class area fraction scaled to [-1, 1]) at ``1/mask_resolution_factor``
 of the image resolution. The wanted class set is a multi-hot vector given as
-K constant channels (:class:`ClassSetConditioning`; null = all zeros), so
+K constant channels (:class:`~..conditioning.ClassSetCondition`; null =
+all zeros), so
 classifier-free guidance and the large-canvas :class:`SynthesisEngine` work
 unchanged: masks larger than one window are denoised window by window. The
 soft class maps are then upsampled bilinearly, smoothed, restricted to the
@@ -33,27 +34,6 @@ from ..errors import InputError, ModelFormatError
 from ..models.card import ModelCard
 from ..sampling.schedulers import DEFAULT_SCHEDULER, make_scheduler
 from ..sampling.store import MemoryStore
-
-
-class ClassSetConditioning:
-    """The wanted class set as K constant channels (null: all zeros).
-
-    Parameters
-    ----------
-    multi_hot : np.ndarray
-        (K,) 0/1 vector of the classes to include.
-    """
-
-    def __init__(self, multi_hot: np.ndarray):
-        self.vector = np.asarray(multi_hot, np.float32)
-        self.channels = int(self.vector.shape[0])
-
-    def window(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(self.vector[:, None, None],
-                               (self.channels, len(ys), len(xs))).copy()
-
-    def null(self, height: int, width: int) -> np.ndarray:
-        return np.zeros((self.channels, height, width), np.float32)
 
 
 class _ClassMapStore(MemoryStore):
@@ -259,7 +239,7 @@ class HistoDiffMaskPipeline(DiffusionPipeline):
         -------
         MaskOutput
         """
-        from ..conditioning.guidance import GuidedDenoiser
+        from ..conditioning import ClassifierFreeGuidance, ClassSetCondition, Denoiser
         from ..sampling.engine import SynthesisEngine
         from ..sampling.events import CancelledEvent
         from ..sampling.strategies import get_strategy
@@ -281,9 +261,10 @@ class HistoDiffMaskPipeline(DiffusionPipeline):
             return np.broadcast_to(prior[:, None, None], shape).astype(np.float32)
 
         # 2. Conditioning and the guided mask UNet
-        conditioning = ClassSetConditioning(vector)
-        denoiser = GuidedDenoiser(self.mask_unet, guidance_scale,
-                                  self.mask_unet.device, self.mask_unet.dtype)
+        denoiser = Denoiser(
+            self.mask_unet, conditions=[ClassSetCondition(vector)],
+            guidance=[ClassifierFreeGuidance("classes", guidance_scale)],
+            device=self.mask_unet.device, dtype=self.mask_unet.dtype)
 
         # 3. The canvas at 1/f resolution, one channel per class
         h, w = math.ceil(height / f), math.ceil(width / f)
@@ -291,7 +272,7 @@ class HistoDiffMaskPipeline(DiffusionPipeline):
         engine = SynthesisEngine(
             denoiser=denoiser, scheduler=make_scheduler(scheduler,
                                                         self.scheduler.config),
-            conditioning=conditioning, store=store,
+            store=store,
             strategy=get_strategy(strategy), canvas_shape=(k, h, w),
             image_shape=(h, w), window=window,
             num_inference_steps=int(num_inference_steps), seed=int(seed),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,13 @@ import torch
 from diffusers import DiffusionPipeline
 
 from .._version import __version__
-from ..conditioning.guidance import GuidedDenoiser
-from ..conditioning.mask import MaskConditioning
+from ..conditioning import (
+    ClassifierFreeGuidance,
+    Condition,
+    Denoiser,
+    GuidanceTerm,
+    MaskCondition,
+)
 from ..defaults import DEFAULT_GUIDANCE, NOISE_MEANS
 from ..errors import InputError, ModelFormatError
 from ..hashing import array_sha256
@@ -270,6 +276,19 @@ class HistoDiffPipeline(DiffusionPipeline):
         context = np.moveaxis(context_image.astype(np.float32) / 127.5 - 1.0, -1, 0)
         return np.ascontiguousarray(context), ~regenerate
 
+    @staticmethod
+    def _check_sequence(items, kind: type, argname: str) -> list:
+        """``items`` as a list of ``kind``; refuse anything else by name."""
+        if isinstance(items, kind) or isinstance(items, str | bytes) or \
+                not isinstance(items, Sequence):
+            raise InputError(f"{argname}: expected a list of {kind.__name__}, got "
+                             f"{type(items).__name__}")
+        for item in items:
+            if not isinstance(item, kind):
+                raise InputError(f"{argname}: expected {kind.__name__} objects, "
+                                 f"got {type(item).__name__}")
+        return list(items)
+
     def _check_noise_mean(self, noise_mean: str) -> str:
         """The effective ``noise_mean``: ``classes`` or ``zero``."""
         if noise_mean not in NOISE_MEANS:
@@ -309,6 +328,8 @@ class HistoDiffPipeline(DiffusionPipeline):
         context_image=None,
         regenerate=None,
         noise_mean: str = "auto",
+        conditions: Sequence[Condition] = (),
+        guidance_terms: Sequence[GuidanceTerm] = (),
     ) -> SynthesisRun:
         """Check inputs and set up a :class:`SynthesisRun` without running it.
 
@@ -325,10 +346,20 @@ class HistoDiffPipeline(DiffusionPipeline):
         card = self.card
         f = card.vae_scale_factor
 
-        # 2. Conditioning: per-pixel class channels, null = all unknown
-        conditioning = MaskConditioning(mask, card.num_classes, factor=f)
-        denoiser = GuidedDenoiser(self.unet, guidance_scale, self.unet.device,
-                                  self.unet.dtype)
+        # 2. Conditions and guidance: the mask as class channels (null = all
+        #    unknown) guided by guidance_scale, then any further ones
+        mask_condition = MaskCondition(mask, card.num_classes, factor=f)
+        denoiser = Denoiser(
+            self.unet,
+            conditions=[mask_condition, *self._check_sequence(
+                conditions, Condition, "conditions")],
+            guidance=[ClassifierFreeGuidance("mask", guidance_scale),
+                      *self._check_sequence(guidance_terms, GuidanceTerm,
+                                            "guidance_terms")],
+            device=self.unet.device, dtype=self.unet.dtype,
+            alphas_cumprod=self.scheduler.alphas_cumprod.numpy(),
+        )
+        denoiser.check_window(card.latent_patch_size)
 
         # 3. The canvas: pixels, or latents at 1/f of the mask size
         H, W = mask.shape
@@ -336,13 +367,13 @@ class HistoDiffPipeline(DiffusionPipeline):
         canvas_shape = (channels, math.ceil(H / f), math.ceil(W / f))
         if not isinstance(store, CanvasStore):
             store = open_store(store, (H, W), store_path, chunk=chunk)
-        store.set_attrs(settings=self.settings_for(
+        store.set_attrs(settings={**self.settings_for(
             mask, guidance_scale, num_inference_steps, scheduler, strat.settings(),
-            seed, window_batch, chunk, noise_mean))
+            seed, window_batch, chunk, noise_mean), **denoiser.settings()})
 
         # 4. The engine that will denoise it
         engine = SynthesisEngine(
-            denoiser=denoiser, scheduler=sampler, conditioning=conditioning,
+            denoiser=denoiser, scheduler=sampler,
             store=store, strategy=strat, canvas_shape=canvas_shape,
             image_shape=(H, W), window=card.latent_patch_size,
             num_inference_steps=int(num_inference_steps), seed=int(seed),
@@ -350,7 +381,7 @@ class HistoDiffPipeline(DiffusionPipeline):
             latent_scaling=card.latent_scaling, factor=f,
             preview_every=preview_every, context=context, keep=keep,
             noise_mean=None if noise_mean == "zero" else functools.partial(
-                conditioning.mean_canvas, means=card.class_means),
+                mask_condition.mean_canvas, means=card.class_means),
         )
         return SynthesisRun(engine, mask, store.attrs["settings"])
 
@@ -371,6 +402,8 @@ class HistoDiffPipeline(DiffusionPipeline):
         context_image=None,
         regenerate=None,
         noise_mean: str = "auto",
+        conditions: Sequence[Condition] = (),
+        guidance_terms: Sequence[GuidanceTerm] = (),
         callback=None,
     ) -> HistoDiffOutput:
         """Synthesise an image that follows ``mask``.
@@ -417,6 +450,18 @@ class HistoDiffPipeline(DiffusionPipeline):
             colours, so the model does not have to guess overall brightness
             and colour from pure noise (it guesses grey). ``zero``: plain
             noise. ``auto`` (default): ``classes`` when the card has them.
+        conditions : sequence of Condition, optional
+            Conditions besides the mask (which is always there, named
+            ``mask``): a class label (:class:`~..conditioning.ClassLabelCondition`)
+            for a UNet with a class embedding, cross-attention tokens
+            (:class:`~..conditioning.TokenCondition`) for a
+            ``UNet2DConditionModel``.
+        guidance_terms : sequence of GuidanceTerm, optional
+            Guidance besides ``guidance_scale`` on the mask: classifier-free
+            terms over other conditions, each with its own scale
+            (:class:`~..conditioning.ClassifierFreeGuidance`), or a
+            classifier's gradient (:class:`~..conditioning.ClassifierGuidance`).
+            Every condition and term is recorded in the settings.
         callback : callable, optional
             Called with every event; return ``False`` to cancel.
 
@@ -428,7 +473,8 @@ class HistoDiffPipeline(DiffusionPipeline):
         run = self.prepare(mask, guidance_scale, num_inference_steps, scheduler,
                            strategy, seed, window_batch, stride, store, store_path,
                            chunk, context_image=context_image,
-                           regenerate=regenerate, noise_mean=noise_mean)
+                           regenerate=regenerate, noise_mean=noise_mean,
+                           conditions=conditions, guidance_terms=guidance_terms)
         # 5. Denoise, reporting events
         for event in run.events():
             if callback is not None and callback(event) is False:

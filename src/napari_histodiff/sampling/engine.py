@@ -45,12 +45,11 @@ class SynthesisEngine:
 
     Parameters
     ----------
-    denoiser : GuidedDenoiser
-        The guided UNet over window batches.
+    denoiser : napari_histodiff.conditioning.Denoiser
+        The UNet with its conditions and guidance terms: called with the
+        noisy windows, the timestep and where each window lies.
     scheduler : diffusers scheduler
         A fresh scheduler (the engine calls ``set_timesteps``).
-    conditioning : Conditioning
-        Gives the conditional and null channels of each window.
     store : CanvasStore
         Where the canvas, previews and the final image live.
     strategy : Strategy
@@ -89,7 +88,7 @@ class SynthesisEngine:
         :meth:`.stepper.ChunkedSchedulerStepper.init_noise`).
     """
 
-    def __init__(self, *, denoiser, scheduler, conditioning, store: CanvasStore,
+    def __init__(self, *, denoiser, scheduler, store: CanvasStore,
                  strategy: Strategy, canvas_shape, image_shape, window: int,
                  num_inference_steps: int, seed: int,
                  window_batch: int = DEFAULT_WINDOW_BATCH,
@@ -98,7 +97,6 @@ class SynthesisEngine:
                  keep=None, noise_mean=None):
         self.denoiser = denoiser
         self.scheduler = scheduler
-        self.conditioning = conditioning
         self.store = store
         self.strategy = strategy
         self.canvas_shape = tuple(int(v) for v in canvas_shape)
@@ -233,14 +231,9 @@ class SynthesisEngine:
         import torch
 
         _, h, w = self.canvas_shape
-        conds = [self.conditioning.window(*win.indices(h, w)) for win in batch]
         x_in = self.scheduler.scale_model_input(torch.from_numpy(np.stack(xs)), t)
-        cond = np.stack(conds)
-        null = np.broadcast_to(
-            self.conditioning.null(self.window, self.window), cond.shape
-        )
         self.windows_evaluated += len(batch)
-        return self.denoiser(x_in.numpy(), t, cond, null)
+        return self.denoiser(x_in.numpy(), t, [win.indices(h, w) for win in batch])
 
     def _hold_context(self, k: int, t_next: int | None) -> None:
         """Hold the context in every chunk (see :meth:`_hold_chunk`)."""
