@@ -31,7 +31,7 @@ LAYERS = [
     ("sampling", ["sampling"]),
     ("conditioning", ["conditioning"]),
     ("base", ["errors", "defaults", "settings", "devices", "hashing", "arrays",
-              "outputs", "_version"]),
+              "outputs", "checks", "_version"]),
 ]
 RANK = {part: i for i, (_, parts) in enumerate(LAYERS) for part in parts}
 

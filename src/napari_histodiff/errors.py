@@ -30,3 +30,19 @@ class DeviceError(HistodiffError, RuntimeError):
 
 class OutputExistsError(HistodiffError, FileExistsError):
     """The output path exists and overwriting was not requested."""
+
+
+class OutputNotOursError(OutputExistsError):
+    """``--overwrite`` was asked for a path this project did not write."""
+
+
+class OutputWriteError(HistodiffError, OSError):
+    """An output cannot be written: missing or read-only folder, full disk."""
+
+
+class ModelOutputError(HistodiffError, RuntimeError):
+    """The model produced unusable output (NaN or infinite values)."""
+
+
+class ResourceError(HistodiffError, MemoryError):
+    """A run would need more memory or disk than this machine has."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, ModelOutputError
 from .base import Condition, ConditionInputs, WindowIndices, check_names
 from .guidance import (
     ClassifierFreeGuidance,
@@ -218,12 +218,23 @@ class Denoiser:
         self.unet_seconds += time.perf_counter() - start
         self.unet_calls += 1
         self.evaluations += batch
-        eps = self._combine(out.float().chunk(n_branches))
+        out = out.float()
+        if not torch.isfinite(out).all():
+            raise ModelOutputError(
+                f"the UNet's output holds NaN or infinite values at timestep "
+                f"{int(t)}: its weights may be damaged (NaN), or half precision "
+                "overflowed (run without --fp16 / fp16=False). Nothing was "
+                "written as a result.")
+        eps = self._combine(out.chunk(n_branches))
         if self.classifier_terms:
             xt = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
             abar = self.alpha_bar(t)
             for term in self.classifier_terms:
                 eps = term.apply(eps, xt, float(t), abar)
+            if not torch.isfinite(eps).all():
+                raise ModelOutputError(
+                    f"classifier guidance gave NaN or infinite values at timestep "
+                    f"{int(t)}: check the classifier's weights and the scale")
         return eps.cpu().numpy()
 
     def _combine(self, outs):

@@ -29,6 +29,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from .._version import __version__
+from ..checks import check_int, check_number
 from ..defaults import DEFAULT_MASK_GUIDANCE, DEFAULT_MASK_STEPS
 from ..errors import InputError, ModelFormatError
 from ..models.card import ModelCard
@@ -157,7 +158,7 @@ class HistoDiffMaskPipeline(DiffusionPipeline):
                              f"{classes!r}")
         vector = np.zeros(len(names), np.float32)
         for c in classes:
-            if isinstance(c, int | np.integer):
+            if isinstance(c, int | np.integer) and not isinstance(c, bool):
                 if not 1 <= int(c) < len(names):
                     raise InputError(f"classes: id {c} is not a class id 1..."
                                      f"{len(names) - 1} of {names}")
@@ -168,23 +169,12 @@ class HistoDiffMaskPipeline(DiffusionPipeline):
                 raise InputError(f"classes: {c!r} is not one of this model's "
                                  f"classes {names[1:]}")
         for name, v in (("height", height), ("width", width)):
-            if not isinstance(v, int | np.integer) or v < 8:
-                raise InputError(f"{name}: must be an integer >= 8, got {v!r}")
-        if not (isinstance(guidance_scale, int | float)
-                and math.isfinite(guidance_scale) and guidance_scale >= 0):
-            raise InputError(f"guidance_scale: must be a number >= 0, got "
-                             f"{guidance_scale!r}")
-        if not isinstance(num_inference_steps, int | np.integer) or \
-                not 1 <= num_inference_steps <= \
-                self.scheduler.config.num_train_timesteps:
-            raise InputError(f"num_inference_steps: must be an integer in 1..."
-                             f"{self.scheduler.config.num_train_timesteps}, got "
-                             f"{num_inference_steps!r}")
-        if not isinstance(seed, int | np.integer) or seed < 0:
-            raise InputError(f"seed: must be an integer >= 0, got {seed!r}")
-        if not isinstance(window_batch, int | np.integer) or window_batch < 1:
-            raise InputError(f"window_batch: must be an integer >= 1, got "
-                             f"{window_batch!r}")
+            check_int(v, name, minimum=8)
+        check_number(guidance_scale, "guidance_scale", minimum=0)
+        check_int(num_inference_steps, "num_inference_steps", minimum=1,
+                  maximum=self.scheduler.config.num_train_timesteps)
+        check_int(seed, "seed", minimum=0)
+        check_int(window_batch, "window_batch", minimum=1)
         return vector
 
     # -- generation ------------------------------------------------------------------
@@ -240,6 +230,7 @@ class HistoDiffMaskPipeline(DiffusionPipeline):
         MaskOutput
         """
         from ..conditioning import ClassifierFreeGuidance, ClassSetCondition, Denoiser
+        from ..sampling.budget import canvas_bytes, require_memory
         from ..sampling.engine import SynthesisEngine
         from ..sampling.events import CancelledEvent
         from ..sampling.strategies import get_strategy
@@ -268,6 +259,11 @@ class HistoDiffMaskPipeline(DiffusionPipeline):
 
         # 3. The canvas at 1/f resolution, one channel per class
         h, w = math.ceil(height / f), math.ceil(width / f)
+        require_memory(
+            canvas_bytes((k, h, w), (h, w), preview_channels=k)
+            + int(vector.sum()) * height * width * 4 + height * width,
+            "size", f"a {height} x {width} mask", "generate a smaller mask "
+            "(masks of one size are denoised, upsampled and labelled in memory)")
         store = _ClassMapStore(k)
         engine = SynthesisEngine(
             denoiser=denoiser, scheduler=make_scheduler(scheduler,

@@ -27,6 +27,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from .._version import __version__
+from ..checks import check_int, check_number
 from ..conditioning import (
     ClassifierFreeGuidance,
     Condition,
@@ -38,7 +39,12 @@ from ..defaults import DEFAULT_GUIDANCE, NOISE_MEANS
 from ..errors import InputError, ModelFormatError
 from ..hashing import array_sha256
 from ..models.card import ModelCard
-from ..sampling.engine import DEFAULT_CHUNK, DEFAULT_WINDOW_BATCH, SynthesisEngine
+from ..sampling.engine import (
+    DEFAULT_CHUNK,
+    DEFAULT_WINDOW_BATCH,
+    MIN_CHUNK,
+    SynthesisEngine,
+)
 from ..sampling.events import CancelledEvent, FinishedEvent
 from ..sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, make_scheduler
 from ..sampling.store import CanvasStore, open_store
@@ -193,7 +199,8 @@ class HistoDiffPipeline(DiffusionPipeline):
 
     # -- inputs -----------------------------------------------------------------------
     def check_inputs(self, mask, guidance_scale, num_inference_steps, seed,
-                     window_batch, strategy, scheduler) -> np.ndarray:
+                     window_batch, strategy, scheduler,
+                     chunk: int = DEFAULT_CHUNK) -> np.ndarray:
         """Validate arguments; return the mask as a 2-D integer array.
 
         Every error names the argument and its value.
@@ -217,19 +224,11 @@ class HistoDiffPipeline(DiffusionPipeline):
             raise InputError(f"mask: shape {mask.shape} is too small; each side "
                              f"needs at least {max(f, 2)} pixels")
         self.card.classes.validate_mask(mask)
-        if not (isinstance(guidance_scale, int | float)
-                and math.isfinite(guidance_scale) and guidance_scale >= 0):
-            raise InputError(f"guidance_scale: must be a number >= 0, got "
-                             f"{guidance_scale!r}")
-        if not isinstance(num_inference_steps, int | np.integer) or \
-                num_inference_steps < 1:
-            raise InputError(f"num_inference_steps: must be an integer >= 1, got "
-                             f"{num_inference_steps!r}")
-        if not isinstance(seed, int | np.integer) or seed < 0:
-            raise InputError(f"seed: must be an integer >= 0, got {seed!r}")
-        if not isinstance(window_batch, int | np.integer) or window_batch < 1:
-            raise InputError(f"window_batch: must be an integer >= 1, got "
-                             f"{window_batch!r}")
+        check_number(guidance_scale, "guidance_scale", minimum=0)
+        check_int(num_inference_steps, "num_inference_steps", minimum=1)
+        check_int(seed, "seed", minimum=0)
+        check_int(window_batch, "window_batch", minimum=1)
+        check_int(chunk, "chunk", minimum=MIN_CHUNK)
         if isinstance(strategy, DiffInfinite) and \
                 float(scheduler.init_noise_sigma) != 1.0:
             raise InputError(
@@ -275,6 +274,34 @@ class HistoDiffPipeline(DiffusionPipeline):
                              f"unipc), not {type(scheduler).__name__}")
         context = np.moveaxis(context_image.astype(np.float32) / 127.5 - 1.0, -1, 0)
         return np.ascontiguousarray(context), ~regenerate
+
+    def _choose_store(self, store: str, canvas_shape, image_shape, store_path
+                      ) -> str:
+        """The store kind to open, after checking the canvas fits there.
+
+        ``auto`` moves the canvas to disk when it would take more than half
+        the available memory (and ``store_path`` is given); ``memory`` is
+        refused with the estimate when it cannot fit; a disk store is refused
+        when its folder's disk is too small.
+        """
+        from ..sampling.budget import (
+            canvas_bytes,
+            fits_in_memory,
+            require_disk,
+            require_memory,
+        )
+
+        need = canvas_bytes(canvas_shape, image_shape, latent=self.vae is not None)
+        if store == "auto" and store_path is not None and not fits_in_memory(need):
+            store = "zarr"
+        if store == "memory" or (store == "auto" and store_path is None):
+            require_memory(need, "store", f"a {image_shape[0]} x {image_shape[1]} "
+                           "canvas in memory",
+                           "give store='zarr' with a store_path on a disk with room "
+                           "(the CLI does this with --store zarr), or a smaller mask")
+        if store in ("zarr", "auto") and store_path is not None:
+            require_disk(need, Path(store_path).parent, "store_path")
+        return store
 
     @staticmethod
     def _check_sequence(items, kind: type, argname: str) -> list:
@@ -339,7 +366,9 @@ class HistoDiffPipeline(DiffusionPipeline):
         sampler = make_scheduler(scheduler, self.scheduler.config)
         strat = get_strategy(strategy, stride=stride)
         mask = self.check_inputs(mask, guidance_scale, num_inference_steps, seed,
-                                 window_batch, strat, sampler)
+                                 window_batch, strat, sampler, chunk)
+        check_int(preview_every, "preview_every", minimum=1)
+        guidance_scale = float(guidance_scale)
         context, keep = self._check_context(mask, context_image, regenerate, strat,
                                             sampler)
         noise_mean = self._check_noise_mean(noise_mean)
@@ -366,7 +395,9 @@ class HistoDiffPipeline(DiffusionPipeline):
         channels = self.unet.config.out_channels
         canvas_shape = (channels, math.ceil(H / f), math.ceil(W / f))
         if not isinstance(store, CanvasStore):
-            store = open_store(store, (H, W), store_path, chunk=chunk)
+            store = open_store(self._choose_store(store, canvas_shape, (H, W),
+                                                  store_path),
+                               (H, W), store_path, chunk=chunk)
         store.set_attrs(settings={**self.settings_for(
             mask, guidance_scale, num_inference_steps, scheduler, strat.settings(),
             seed, window_batch, chunk, noise_mean), **denoiser.settings()})

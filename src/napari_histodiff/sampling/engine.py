@@ -34,6 +34,9 @@ from .windows import Window
 
 DEFAULT_WINDOW_BATCH = 8
 DEFAULT_CHUNK = 256
+#: Smallest chunk the scheduler steps: below it the per-chunk overhead of
+#: restoring the scheduler state dominates (and 0 or negative is no chunk).
+MIN_CHUNK = 8
 
 
 class Cancelled(Exception):
@@ -172,6 +175,13 @@ class SynthesisEngine:
             return
         except GeneratorExit:  # the consumer stopped iterating: a cancel too
             st.set_attrs(status="cancelled", step=self.steps_done)
+            raise
+        except Exception as exc:  # a model or store failure: the canvas says so
+            try:
+                st.set_attrs(status="failed", step=self.steps_done,
+                             error=f"{type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001 - e.g. the disk is full: keep exc
+                pass
             raise
         st.set_attrs(status="complete", step=self.steps_done)
         yield FinishedEvent(
