@@ -12,7 +12,14 @@ from ..errors import InputError
 from . import tiles as tiles_module
 from .designs import check_design
 from .images import RGBImage, open_sources
-from .store import CaseSpec, Study, StudySettings, write_study
+from .store import (
+    CaseSpec,
+    Study,
+    StudySettings,
+    check_key_path,
+    check_output,
+    write_study,
+)
 from .tiles import DEFAULT_MIN_TISSUE, Tile, sample_tiles
 
 Source = str | Path | RGBImage
@@ -47,9 +54,18 @@ def _pair_cases(
     return cases
 
 
+def _whole(value: object, name: str) -> int:
+    """``value`` as an int if it is a whole number (not a bool), else InputError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name}={value!r} must be a whole number.")
+    return int(value)
+
+
 def _check_options(
     n: int, tile_size: int, n_training: int, allow_navigation: bool, allow_change: bool
 ) -> None:
+    n, tile_size = _whole(n, "n"), _whole(tile_size, "tile_size")
+    n_training = _whole(n_training, "n_training")
     if int(n) < 1:
         raise InputError(f"n={n} must be at least 1 (tiles per side, or pairs).")
     if not 16 <= int(tile_size) <= 4096:
@@ -135,8 +151,17 @@ def create_study(
     """
     check_design(design)
     _check_options(n, tile_size, n_training, allow_navigation, allow_change)
+    # refuse a bad output before the (slow) sampling; write_study checks again
+    check_key_path(out, key_path)
+    check_output(Path(out).absolute(), overwrite)
+    if isinstance(min_tissue, bool) or not isinstance(
+        min_tissue, (int, float, np.integer, np.floating)
+    ):
+        raise InputError(f"min_tissue={min_tissue!r} must be a number from 0 to 1.")
     if seed is None:
         seed = secrets.randbits(32)
+    elif _whole(seed, "seed") < 0:
+        raise InputError(f"seed={seed} must be 0 or more (--seed).")
     rng = np.random.default_rng(int(seed))
     real_images = open_sources(real, "real")
     synthetic_images = open_sources(synthetic, "synthetic")

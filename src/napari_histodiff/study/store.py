@@ -24,8 +24,8 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
-import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -38,6 +38,13 @@ import numpy as np
 from .._version import __version__
 from ..errors import InputError, OutputExistsError
 from .designs import ANSWERS, DESIGNS, TILES_PER_CASE
+from .files import (
+    is_within,
+    replace_folder,
+    temporary_sibling,
+    write_bytes_atomic,
+    writing,
+)
 
 FORMAT_NAME = "napari-histodiff-study"
 KEY_FORMAT_NAME = "napari-histodiff-study-key"
@@ -51,6 +58,11 @@ KEY_DIR = "key"
 KEY_NAME = "truth.json"
 ANSWERS_NAME = "answers.sqlite"
 README_NAME = "README.txt"
+
+#: What a case id may look like (ids are written as ``secrets.token_hex(8)``;
+#: anything else, e.g. ``../x``, is refused wherever a manifest is read).
+CASE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CHECKSUM_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 _README = """\
 This folder is a napari-histodiff reader study.
@@ -148,19 +160,39 @@ def _npy_bytes(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        if sync:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, content: dict) -> None:
     text = json.dumps(content, indent=2, sort_keys=True) + "\n"
-    _write_atomic(path, text.encode("utf-8"))
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def check_case_ids(table: object, where: Path, entry: str) -> None:
+    """Refuse a manifest table whose case ids or checksums are malformed.
+
+    Parameters
+    ----------
+    table : object
+        The ``cases`` (or ``training_cases``) table read from ``where``.
+    where : Path
+        The manifest file, for the message.
+    entry : str
+        The table's name in the manifest.
+    """
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: {entry!r} is not a table of case ids.")
+    for case_id, checksum in table.items():
+        if not CASE_ID_PATTERN.fullmatch(str(case_id)):
+            raise InputError(
+                f"{where}: case id {str(case_id)[:80]!r} in {entry!r} is not a "
+                "valid case id (1-64 letters, digits, '_' or '-'); the manifest "
+                "is damaged or was not made by `histodiff study create`. "
+                "Recreate the study or copy it again from where it was made."
+            )
+        if not isinstance(checksum, str) or not _CHECKSUM_PATTERN.fullmatch(checksum):
+            raise InputError(
+                f"{where}: case {case_id!r} in {entry!r} has no valid SHA-256 "
+                "checksum; the manifest is damaged. Recreate the study or copy "
+                "it again from where it was made."
+            )
 
 
 def _damaged(path: Path, what: str) -> InputError:
@@ -264,6 +296,14 @@ class Study:
             raise _damaged(path, f"case_shape {manifest['case_shape']} != {shape}")
         if not manifest["cases"]:
             raise _damaged(path, "it lists no cases")
+        for entry in ("cases", "training_cases"):
+            check_case_ids(manifest[entry], path / MANIFEST_NAME, entry)
+        overlap = set(manifest["cases"]) & set(manifest["training_cases"])
+        if overlap:
+            raise _damaged(
+                path,
+                f"case id {sorted(overlap)[0]!r} is both a study and a training case",
+            )
 
     def _check_files(self) -> None:
         size = self.manifest["case_file_size"]
@@ -317,9 +357,29 @@ class Study:
         return sorted(self.manifest["training_cases" if training else "cases"])
 
     def case_path(self, case_id: str, training: bool = False) -> Path:
-        """Path of a case file."""
+        """Path of a case file, checked to lie inside the study folder.
+
+        Raises
+        ------
+        InputError
+            If the case id is malformed or the file (symlinks resolved) lies
+            outside the study folder.
+        """
+        manifest_path = self.path / MANIFEST_NAME
+        if not CASE_ID_PATTERN.fullmatch(str(case_id)):
+            raise InputError(
+                f"case id {str(case_id)[:80]!r} (from {manifest_path}) is not a "
+                "valid case id (1-64 letters, digits, '_' or '-')."
+            )
         base = self.path / TRAINING_DIR if training else self.path
-        return base / CASES_DIR / f"{case_id}.npy"
+        path = base / CASES_DIR / f"{case_id}.npy"
+        if not is_within(path, self.path):
+            raise InputError(
+                f"case {case_id!r} of {manifest_path}: its file {path} resolves "
+                f"to {os.path.realpath(path)}, outside the study folder; it is "
+                "not read. Copy the study folder again without links."
+            )
+        return path
 
     # -- reading ----------------------------------------------------------
     def load_case(self, case_id: str, training: bool = False) -> np.ndarray:
@@ -429,7 +489,7 @@ def _write_cases(
         path = folder / f"{case_id}.npy"
         # no fsync per case: the folder appears only once complete, and a case
         # file cut short by a power loss is caught by its size and checksum
-        _write_atomic(path, data, sync=False)
+        write_bytes_atomic(path, data, sync=False)
         checksums[case_id] = hashlib.sha256(data).hexdigest()
     for case_id in checksums:
         os.utime(folder / f"{case_id}.npy", (stamp, stamp))
@@ -457,16 +517,84 @@ def _key_content(
     }
 
 
-def _prepare_output(path: Path, overwrite: bool) -> None:
-    """Refuse to replace anything but a study folder without answers."""
-    if not path.exists():
+def check_key_path(out: str | Path, key_path: str | Path | None) -> Path | None:
+    """Refuse a truth key that would be written inside the study folder.
+
+    The key must never be in the folder handed to readers: not the folder
+    itself, not a file or subfolder in it, not a path whose folders are
+    symbolic links that resolve into it.
+
+    Returns
+    -------
+    Path or None
+        The key path made absolute (``None`` when no key path is given).
+
+    Raises
+    ------
+    InputError
+        If ``key_path`` lies inside ``out``.
+    """
+    if key_path is None:
+        return None
+    if str(key_path).strip() == "":
+        raise InputError(
+            "key_path (--key-out) is empty; give a file outside the study folder."
+        )
+    key = Path(key_path).absolute()
+    study = Path(out).absolute()
+    if is_within(key, study):
+        raise InputError(
+            f"key_path (--key-out) {key_path} lies inside the study folder {out}; "
+            "readers are given that folder, so the truth key must never be in "
+            "it. Choose a file outside it (e.g. next to the folder); nothing was "
+            "written."
+        )
+    if key.is_dir():
+        raise InputError(
+            f"key_path (--key-out) {key_path} is a folder; give the path of the "
+            "key file to write (e.g. my-study-key.json)."
+        )
+    return key
+
+
+def _check_key_output(key: Path | None, overwrite: bool) -> None:
+    """Refuse to replace a file that is not a truth key, or any without overwrite."""
+    if key is None or not (key.exists() or key.is_symlink()):
         return
+    if not overwrite:
+        raise OutputExistsError(
+            f"key file (--key-out) {key} exists; choose another path or pass "
+            "overwrite (--overwrite)."
+        )
+    try:
+        content = json.loads(key.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        content = None
+    if (
+        key.is_symlink()
+        or not isinstance(content, dict)
+        or content.get("format") != KEY_FORMAT_NAME
+    ):
+        raise OutputExistsError(
+            f"key file (--key-out) {key} exists and is not a study truth key; it "
+            "is not replaced even with overwrite. Choose another path."
+        )
+
+
+def check_output(path: Path, overwrite: bool) -> bool:
+    """Refuse to replace anything but a study folder without answers.
+
+    Returns whether an existing study is to be replaced (nothing is deleted
+    here: the old folder is replaced only once the new one is complete).
+    """
+    if not path.exists() and not path.is_symlink():
+        return False
     if not overwrite:
         raise OutputExistsError(
             f"{path} exists; choose another folder or pass overwrite "
             "(--overwrite) to replace a study that has no answers yet."
         )
-    if not (path / MANIFEST_NAME).is_file():
+    if path.is_symlink() or not (path / MANIFEST_NAME).is_file():
         raise OutputExistsError(
             f"{path} exists and is not a study folder; it is not replaced even "
             "with overwrite. Choose another folder."
@@ -483,7 +611,7 @@ def _prepare_output(path: Path, overwrite: bool) -> None:
             f"{path} is a study with {answered} answer(s); it is never replaced. "
             "Move or delete it yourself if you really mean to."
         )
-    shutil.rmtree(path)
+    return True
 
 
 def write_study(
@@ -498,6 +626,11 @@ def write_study(
 ) -> Study:
     """Write a study folder (atomically: it appears complete or not at all).
 
+    The folder is written under a temporary name next to ``path`` and
+    renamed when complete; an external key is written to a temporary sibling
+    and renamed just after. A study replaced with ``overwrite`` is removed
+    only once the new one is in place.
+
     Parameters
     ----------
     path : str or Path
@@ -510,7 +643,7 @@ def write_study(
         How the cases were made (seed, sources); stored in the truth key.
     key_path : str or Path, optional
         Where to write the truth key; default ``key/truth.json`` inside the
-        folder. Keep it outside a folder you hand to readers.
+        folder. Must lie outside the folder (see :func:`check_key_path`).
     overwrite : bool
         Replace an existing study folder that has no answers yet.
 
@@ -518,29 +651,36 @@ def write_study(
     -------
     Study
         The new study, opened.
+
+    Raises
+    ------
+    InputError
+        If ``key_path`` lies inside the folder, or a path cannot be written.
+    OutputExistsError
+        If ``path`` (or ``key_path``) exists and cannot be replaced.
     """
     from .answers import AnswerDB
 
     path = Path(path).absolute()
-    _prepare_output(path, overwrite)
-    external_key = Path(key_path).absolute() if key_path is not None else None
-    if external_key is not None and external_key.exists() and not overwrite:
-        raise OutputExistsError(
-            f"key file {external_key} exists; choose another path or pass overwrite."
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.parent / f".{path.name}.creating-{secrets.token_hex(4)}"
-    staging.mkdir()
+    external_key = check_key_path(path, key_path)
+    replace = check_output(path, overwrite)
+    _check_key_output(external_key, overwrite)
+    with writing(path, "study folder"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = temporary_sibling(path, "creating")
+        staging.mkdir()
+    key_tmp: Path | None = None
     try:
         uid = uuid.uuid4().hex
         taken: set[str] = set()
         ids = _new_ids(len(cases), taken)
         training_ids = _new_ids(len(training), taken)
         stamp = float(int(time.time()))
-        checksums = _write_cases(staging / CASES_DIR, cases, ids, stamp)
-        training_checksums = _write_cases(
-            staging / TRAINING_DIR / CASES_DIR, training, training_ids, stamp
-        )
+        with writing(path, "study folder"):
+            checksums = _write_cases(staging / CASES_DIR, cases, ids, stamp)
+            training_checksums = _write_cases(
+                staging / TRAINING_DIR / CASES_DIR, training, training_ids, stamp
+            )
         first = cases[0].pixels
         manifest = {
             "format": FORMAT_NAME,
@@ -561,31 +701,43 @@ def write_study(
             "title": settings.title,
             "instructions": settings.instructions,
         }
-        _write_json(
-            staging / TRAINING_DIR / "key.json",
-            _key_content(
-                TRAINING_KEY_FORMAT_NAME,
-                uid,
-                settings.design,
-                training_ids,
-                training,
-                {"training": True},
-            ),
-        )
         key = _key_content(
             KEY_FORMAT_NAME, uid, settings.design, ids, cases, key_settings
         )
-        if external_key is None:
-            (staging / KEY_DIR).mkdir()
-            _write_json(staging / KEY_DIR / KEY_NAME, key)
-        else:
-            external_key.parent.mkdir(parents=True, exist_ok=True)
-            _write_json(external_key, key)
-        AnswerDB.create(staging / ANSWERS_NAME, uid)
-        (staging / README_NAME).write_text(_README, encoding="utf-8")
-        _write_json(staging / MANIFEST_NAME, manifest)
-        os.replace(staging, path)
+        with writing(path, "study folder"):
+            _write_json(
+                staging / TRAINING_DIR / "key.json",
+                _key_content(
+                    TRAINING_KEY_FORMAT_NAME,
+                    uid,
+                    settings.design,
+                    training_ids,
+                    training,
+                    {"training": True},
+                ),
+            )
+            if external_key is None:
+                (staging / KEY_DIR).mkdir()
+                _write_json(staging / KEY_DIR / KEY_NAME, key)
+            AnswerDB.create(staging / ANSWERS_NAME, uid)
+            write_bytes_atomic(staging / README_NAME, _README.encode("utf-8"))
+            _write_json(staging / MANIFEST_NAME, manifest)
+        if external_key is not None:
+            with writing(external_key, "key file", "--key-out"):
+                external_key.parent.mkdir(parents=True, exist_ok=True)
+                key_tmp = temporary_sibling(external_key, "tmp")
+                _write_json(key_tmp, key)
+        with writing(path, "study folder"):
+            replace_folder(staging, path, replace=replace)
+        if key_tmp is not None:
+            with writing(external_key, "key file", "--key-out"):
+                os.replace(key_tmp, external_key)
+            key_tmp = None
     except BaseException:
+        import shutil
+
         shutil.rmtree(staging, ignore_errors=True)
+        if key_tmp is not None:
+            key_tmp.unlink(missing_ok=True)
         raise
     return Study.open(path)
