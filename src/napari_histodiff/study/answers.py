@@ -376,16 +376,25 @@ class AnswerDB:
         next_position: int,
         *,
         allow_change: bool,
+        expected_revision: int | None = None,
     ) -> AnswerRecord:
         """Save one answer and the reader's next position in one transaction.
 
         ``seconds`` is added to the time already recorded for the case when
         the answer is a change. Returns after the commit.
 
+        Parameters
+        ----------
+        expected_revision : int, optional
+            The revision of the answer the caller knows (0: none). If the
+            database holds another one, someone else answered the case
+            meanwhile under this reader's name and nothing is saved.
+
         Raises
         ------
         InputError
-            If the case was answered already and ``allow_change`` is false.
+            If the case was answered already and ``allow_change`` is false,
+            or its revision is not ``expected_revision``.
         """
         now = _now()
         with self._transaction() as conn:
@@ -398,6 +407,14 @@ class AnswerDB:
                 raise InputError(
                     f"case {case_id} has an answer already and this study does "
                     "not allow changing answers."
+                )
+            current = old[1] if old else 0
+            if expected_revision is not None and current != expected_revision:
+                raise InputError(
+                    f"case {case_id} was answered meanwhile in another session "
+                    "under the same reader name (revision "
+                    f"{current}, expected {expected_revision}); nothing was "
+                    "saved. Close the other window and open the study again."
                 )
             total = float(seconds) + (old[0] if old else 0.0)
             revision = old[1] + 1 if old else 1

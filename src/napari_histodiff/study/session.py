@@ -18,7 +18,11 @@ Rules
 * Time per case runs from showing the case to saving its answer; a changed
   answer adds the time spent on the second visit.
 * A reader is recognised by name (case and spacing ignored); opening the
-  session again resumes at the stored position. Training uses its own cases
+  session again resumes at the stored position. Only one session of a
+  reader (per mode) may be open at a time: a second one, in another window
+  or process, is refused while the first is open (see :mod:`.lock`), and an
+  answer whose case was answered meanwhile by someone else under the same
+  name is refused too, never saved over it. Training uses its own cases
   and its own records (mode ``"training"``), never mixed with study results.
 """
 
@@ -33,8 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from .answers import AnswerDB, AnswerRecord, ReaderRecord
+from .answers import AnswerDB, AnswerRecord, ReaderRecord, name_key
 from .designs import ANSWERS, check_answer, check_level, is_correct
+from .lock import ReaderLock
 from .store import Study
 
 MAX_NAME_LENGTH = 100
@@ -110,8 +115,8 @@ class ReaderSession:
     Raises
     ------
     InputError
-        If the study is damaged, has no training set (``training=True``), or
-        the name is empty.
+        If the study is damaged, has no training set (``training=True``),
+        the name is empty, or this reader has a session open already.
     """
 
     def __init__(
@@ -134,7 +139,12 @@ class ReaderSession:
                 raise InputError(f"study {self.study.path} has no training cases.")
             self._truth = self.study.read_training_key().truth
         self._clock = clock
-        self._db = AnswerDB.open(self.study.answers_path, self.study.uid)
+        self._lock = ReaderLock(self.study.path, name_key(name), self.mode, name)
+        try:
+            self._db = AnswerDB.open(self.study.answers_path, self.study.uid)
+        except BaseException:
+            self._lock.release()
+            raise
         try:
             record = self._db.reader(name, self.mode)
             if record is None:
@@ -152,6 +162,7 @@ class ReaderSession:
             self._answers: dict[str, AnswerRecord] = self._db.answers(record.reader_id)
         except BaseException:
             self._db.close()
+            self._lock.release()
             raise
         self._position = self._clamp(record.position)
         self._shown_at = clock()
@@ -337,6 +348,7 @@ class ReaderSession:
             seconds,
             next_position,
             allow_change=self.study.settings.allow_change,
+            expected_revision=old.revision if (old := self.current_answer) else 0,
         )
         self._answers[case_id] = record
         self._position = self._clamp(next_position)
@@ -371,8 +383,10 @@ class ReaderSession:
         self._shown_at = self._clock()
 
     def close(self) -> None:
-        """Close the database connection (answers are already saved)."""
+        """Close the database connection (answers are already saved) and
+        release the reader's lock."""
         self._db.close()
+        self._lock.release()
 
     def __enter__(self) -> ReaderSession:
         return self
