@@ -11,12 +11,21 @@ Files written to the output folder:
 ``*.png``              accuracy, accuracy by confidence, time, ratings
 
 Empty cells in the CSV files mean "undefined" (e.g. sensitivity in a 2afc
-study, or a proportion of zero answers).
+study, or a proportion of zero answers). Text cells that a spreadsheet would
+read as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a
+carriage return) are prefixed with a single quote (OWASP's advice against CSV
+injection); reader names, comments and titles are escaped in ``report.md``.
+
+The report is written to a temporary folder next to the output folder and
+renamed when complete; with ``overwrite`` an earlier report there is replaced
+only then, and a folder holding other files is never touched.
 """
 
 from __future__ import annotations
 
 import csv
+import html
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +35,7 @@ from .._version import __version__
 from ..errors import InputError, OutputExistsError
 from .analysis import POOLED, StudyResults, analyse, collect_answers, truth_labels
 from .designs import ANSWERS, DESIGN_TITLES, LEVELS
+from .files import is_within, replace_folder, temporary_sibling, writing
 from .stats import wilson_interval
 from .store import Study
 
@@ -37,6 +47,17 @@ REPORT_FILES = (
     "agreement.csv",
     "report.md",
 )
+PLOT_FILES = (
+    "accuracy.png",
+    "accuracy_by_confidence.png",
+    "time_per_case.png",
+    "ratings.png",
+)
+
+#: First characters that make a spreadsheet read a cell as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: Characters escaped with a backslash in Markdown text (after HTML escaping).
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()!|~")
 
 
 @dataclass
@@ -55,20 +76,35 @@ def _cell(value: object) -> object:
         return ""
     if isinstance(value, bool):
         return int(value)
+    if isinstance(value, str):
+        return safe_cell(value)
     return value
 
 
+def safe_cell(text: str) -> str:
+    """A text cell that no spreadsheet runs as a formula (OWASP CSV injection)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows([[_cell(v) for v in row] for row in rows])
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows([[_cell(v) for v in row] for row in rows])
+    path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
     return path
 
 
 def _md(text: str) -> str:
-    """Text safe inside a Markdown table cell."""
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Reader text safe in Markdown (tables included) and in HTML renderings.
+
+    HTML is escaped (``<``, ``>``, ``&``), Markdown punctuation is
+    backslash-escaped so that no link, image, emphasis or table cell can be
+    made, and line breaks become spaces.
+    """
+    text = " ".join(str(text).splitlines())
+    text = html.escape(text, quote=False)
+    return "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in text)
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -298,7 +334,7 @@ def _markdown(study: Study, results: StudyResults, plots: list[Path]) -> str:
     design = results.design
     n_cases = len(study.case_ids())
     lines = [
-        f"# Reader study report: {study.settings.title}",
+        f"# Reader study report: {_md(study.settings.title)}",
         "",
         f"- Design: {design} ({DESIGN_TITLES[design]})",
         f"- Cases: {n_cases}, tiles of {study.settings.tile_size} px",
@@ -468,14 +504,15 @@ def write_report(
     study : Study, str or Path
         The study (folder).
     out : str or Path
-        Output folder (created).
+        Output folder (created, outside the study folder).
     key_path : str or Path, optional
         The truth key, if it was written outside the study folder.
     extra_databases : sequence of str or Path
         Answers from copies of the study taken elsewhere (``answers.sqlite``
         files or study folders).
     overwrite : bool
-        Write into an output folder that already holds files.
+        Replace an earlier report in ``out`` (a folder holding other files
+        is never replaced).
     plots : bool
         Draw the PNG plots (matplotlib).
 
@@ -491,6 +528,8 @@ def write_report(
         If ``out`` holds files and ``overwrite`` is false.
     """
     study = study if isinstance(study, Study) else Study.open(study)
+    folder = Path(out)
+    replace = check_report_output(folder, study, overwrite)
     key = study.read_key(key_path)
     rows = collect_answers(study, key, extra_databases)
     if not rows:
@@ -498,29 +537,87 @@ def write_report(
             f"no reader has answered study {study.path} yet (training answers "
             "do not count); there is nothing to report."
         )
-    folder = Path(out)
-    if folder.exists() and any(folder.iterdir()) and not overwrite:
+    results = analyse(study.design, rows)
+    with writing(folder, "report folder", "--out"):
+        folder.absolute().parent.mkdir(parents=True, exist_ok=True)
+        staging = temporary_sibling(folder.absolute(), "writing")
+        staging.mkdir()
+    try:
+        with writing(folder, "report folder", "--out"):
+            files = [
+                _answers_csv(results, staging),
+                _summary_csv(results, staging),
+                _confusion_csv(results, staging),
+                _confidence_csv(results, staging),
+                _agreement_csv(results, staging),
+            ]
+            drawn: list[Path] = []
+            if plots:
+                if study.design == "rating":
+                    drawn.append(_plot_ratings(results, staging))
+                else:
+                    drawn.append(_plot_accuracy(results, staging))
+                    drawn.append(_plot_confidence(results, staging))
+                drawn.append(_plot_time(results, staging))
+            markdown = staging / "report.md"
+            markdown.write_text(_markdown(study, results, drawn), encoding="utf-8")
+            replace_folder(staging, folder, replace=replace)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    written = [folder / f.name for f in [*files, markdown, *drawn]]
+    return Report(results, folder, written)
+
+
+def check_report_output(folder: Path, study: Study, overwrite: bool) -> bool:
+    """Refuse an output folder the report may not be written to.
+
+    Returns whether an existing report folder is to be replaced.
+
+    Raises
+    ------
+    InputError
+        If ``folder`` lies inside the study folder (the report holds the
+        truth, which readers must not see) or is not a folder.
+    OutputExistsError
+        If ``folder`` holds files and ``overwrite`` is false, or holds files
+        that are not those of a report (never replaced).
+    """
+    if is_within(folder, study.path):
+        raise InputError(
+            f"report folder (--out) {folder} lies inside the study folder "
+            f"{study.path}; the report holds the truth, which readers must not "
+            "see. Choose a folder outside the study."
+        )
+    if not folder.exists() and not folder.is_symlink():
+        return False
+    if folder.is_symlink() or not folder.is_dir():
+        raise InputError(
+            f"report folder (--out) {folder} exists and is not a folder; choose "
+            "a new folder for the report."
+        )
+    try:
+        names = {entry.name for entry in folder.iterdir()}
+    except OSError as exc:
+        raise InputError(
+            f"report folder (--out) {folder} cannot be read ({exc.strerror}); "
+            "choose another folder."
+        ) from exc
+    if not names:
+        return False
+    if not overwrite:
         raise OutputExistsError(
-            f"output folder {folder} is not empty; choose another or pass "
+            f"output folder (--out) {folder} is not empty; choose another or pass "
             "overwrite (--overwrite)."
         )
-    folder.mkdir(parents=True, exist_ok=True)
-    results = analyse(study.design, rows)
-    files = [
-        _answers_csv(results, folder),
-        _summary_csv(results, folder),
-        _confusion_csv(results, folder),
-        _confidence_csv(results, folder),
-        _agreement_csv(results, folder),
-    ]
-    drawn: list[Path] = []
-    if plots:
-        if study.design == "rating":
-            drawn.append(_plot_ratings(results, folder))
-        else:
-            drawn.append(_plot_accuracy(results, folder))
-            drawn.append(_plot_confidence(results, folder))
-        drawn.append(_plot_time(results, folder))
-    markdown = folder / "report.md"
-    markdown.write_text(_markdown(study, results, drawn), encoding="utf-8")
-    return Report(results, folder, [*files, markdown, *drawn])
+    others = sorted(names - set(REPORT_FILES) - set(PLOT_FILES))
+    if others or "report.md" not in names:
+        shown = ", ".join(others[:3]) or "no report.md"
+        raise OutputExistsError(
+            f"output folder (--out) {folder} holds files that are not a study "
+            f"report ({shown}); it is not replaced even with overwrite. Choose "
+            "another folder."
+        )
+    return True
