@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -343,9 +344,18 @@ _KEYS = {
 
 
 def _save_case(pixels, folder: Path) -> Path:
-    """Write the case as one PNG (pairs side by side, a grey gap between)."""
+    """Write the case as one PNG (pairs side by side, a grey gap between).
+
+    The PNG is stored uncompressed (``compress_level=0``, no metadata), so
+    every case of one size has the same byte count: a compressed file's size
+    follows how well the pixels compress, which tells real from synthetic.
+    It is written to a temporary sibling and renamed, so an image viewer
+    never shows half a case.
+    """
     import numpy as np
     from PIL import Image
+
+    from ..study.files import temporary_sibling, writing
 
     tiles = list(pixels)
     if len(tiles) == 2:
@@ -356,7 +366,13 @@ def _save_case(pixels, folder: Path) -> Path:
     else:
         image = tiles[0]
     path = folder / "case.png"
-    Image.fromarray(image).save(path)
+    with writing(path, "case image", "--case-dir"):
+        tmp = temporary_sibling(path, "tmp")
+        try:
+            Image.fromarray(image).save(tmp, format="PNG", compress_level=0)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return path
 
 
@@ -384,16 +400,31 @@ def _prompt_help(design: str) -> str:
     return f"{answers}; text after it is a comment; b back, f forward, q quit"
 
 
+def _case_folder(case_dir: str | None) -> Path:
+    """The folder for case.png, made and checked writable before anything else."""
+    if case_dir is None:
+        return Path(tempfile.mkdtemp(prefix="histodiff-case-"))
+    from ..study.files import temporary_sibling, writing
+
+    folder = Path(case_dir)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(
+            f"--case-dir {folder} exists and is not a folder; give a folder for "
+            "case.png (it is made if missing)."
+        )
+    with writing(folder, "case folder", "--case-dir"):
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = temporary_sibling(folder / "case.png", "probe")
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    return folder
+
+
 def _take(args: argparse.Namespace) -> int:
     from ..study import ReaderSession
     from ..study.designs import QUESTIONS
 
-    folder = (
-        Path(args.case_dir)
-        if args.case_dir
-        else Path(tempfile.mkdtemp(prefix="histodiff-case-"))
-    )
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _case_folder(args.case_dir)
     with ReaderSession(args.study, args.reader, training=args.training) as session:
         settings = session.study.settings
         print(
