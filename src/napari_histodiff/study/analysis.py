@@ -121,6 +121,11 @@ def collect_answers(
     """
     sets = []
     for source in [study.answers_path, *extra_databases]:
+        if not isinstance(source, (str, Path)) or str(source).strip() == "":
+            raise InputError(
+                f"extra database {source!r} (--answers) is not a path; pass "
+                "answers.sqlite files or study folders."
+            )
         path = Path(source)
         if path.is_dir():
             path = Study.open(path).answers_path

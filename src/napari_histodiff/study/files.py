@@ -87,3 +87,22 @@ def is_within(path: Path, folder: Path) -> bool:
     resolved = Path(os.path.realpath(path))
     base = Path(os.path.realpath(folder))
     return resolved == base or base in resolved.parents
+
+
+def check_parent(path: Path, what: str, option: str | None = None) -> None:
+    """Refuse ``path`` if its nearest existing ancestor is not a folder.
+
+    Raises
+    ------
+    InputError
+        If a file stands where a folder of ``path`` would have to be made.
+    """
+    ancestor = Path(path).absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        named = f"{option} {path}" if option else str(path)
+        raise InputError(
+            f"cannot write the {what} {named}: {ancestor} is a file, not a "
+            "folder. Choose a path in a folder."
+        )

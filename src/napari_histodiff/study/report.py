@@ -27,6 +27,7 @@ import csv
 import html
 import io
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ from .._version import __version__
 from ..errors import InputError, OutputExistsError
 from .analysis import POOLED, StudyResults, analyse, collect_answers, truth_labels
 from .designs import ANSWERS, DESIGN_TITLES, LEVELS
-from .files import is_within, replace_folder, temporary_sibling, writing
+from .files import check_parent, is_within, replace_folder, temporary_sibling, writing
 from .stats import wilson_interval
 from .store import Study
 
@@ -528,6 +529,13 @@ def write_report(
         If ``out`` holds files and ``overwrite`` is false.
     """
     study = study if isinstance(study, Study) else Study.open(study)
+    if not isinstance(out, (str, os.PathLike)) or str(out).strip() == "":
+        raise InputError(f"out={out!r} (--out) must be the path of a report folder.")
+    if isinstance(extra_databases, (str, os.PathLike)):
+        raise InputError(
+            f"extra_databases={str(extra_databases)!r} must be a list of "
+            "answers.sqlite files or study folders, not one path; wrap it in a list."
+        )
     folder = Path(out)
     replace = check_report_output(folder, study, overwrite)
     key = study.read_key(key_path)
@@ -592,6 +600,7 @@ def check_report_output(folder: Path, study: Study, overwrite: bool) -> bool:
             "see. Choose a folder outside the study."
         )
     if not folder.exists() and not folder.is_symlink():
+        check_parent(folder, "report folder", "--out")
         return False
     if folder.is_symlink() or not folder.is_dir():
         raise InputError(

@@ -79,7 +79,12 @@ def _feedback(design: str, answer: str, truth: str) -> Feedback:
 
 def check_reader_name(name: str) -> str:
     """Return a reader name with spacing normalised, or raise InputError."""
-    cleaned = " ".join(str(name).split())
+    if not isinstance(name, str):
+        raise InputError(
+            f"reader={name!r} must be text (your name or initials), not "
+            f"{type(name).__name__}."
+        )
+    cleaned = " ".join(name.split())
     if not cleaned:
         raise InputError("reader name is empty; enter your name or initials.")
     if cleaned.casefold() == "pooled":
@@ -139,11 +144,13 @@ class ReaderSession:
                 raise InputError(f"study {self.study.path} has no training cases.")
             self._truth = self.study.read_training_key().truth
         self._clock = clock
-        self._lock = ReaderLock(self.study.path, name_key(name), self.mode, name)
+        # the database is checked before the lock is taken (which may make the
+        # lock file): a damaged study is refused with nothing written
+        self._db = AnswerDB.open(self.study.answers_path, self.study.uid)
         try:
-            self._db = AnswerDB.open(self.study.answers_path, self.study.uid)
+            self._lock = ReaderLock(self.study.path, name_key(name), self.mode, name)
         except BaseException:
-            self._lock.release()
+            self._db.close()
             raise
         try:
             record = self._db.reader(name, self.mode)

@@ -39,6 +39,7 @@ from .._version import __version__
 from ..errors import InputError, OutputExistsError
 from .designs import ANSWERS, DESIGNS, TILES_PER_CASE
 from .files import (
+    check_parent,
     is_within,
     replace_folder,
     temporary_sibling,
@@ -235,6 +236,11 @@ class Study:
             or is incomplete (missing or truncated case files, no answers
             database).
         """
+        if not isinstance(path, (str, os.PathLike)) or str(path).strip() == "":
+            raise InputError(
+                f"study={path!r} is not a study folder; pass the folder made by "
+                "`histodiff study create`."
+            )
         path = Path(path)
         if not path.is_dir():
             raise InputError(
@@ -554,6 +560,7 @@ def check_key_path(out: str | Path, key_path: str | Path | None) -> Path | None:
             f"key_path (--key-out) {key_path} is a folder; give the path of the "
             "key file to write (e.g. my-study-key.json)."
         )
+    check_parent(key, "key file", "--key-out")
     return key
 
 
@@ -588,6 +595,7 @@ def check_output(path: Path, overwrite: bool) -> bool:
     here: the old folder is replaced only once the new one is complete).
     """
     if not path.exists() and not path.is_symlink():
+        check_parent(path, "study folder")
         return False
     if not overwrite:
         raise OutputExistsError(
