@@ -40,7 +40,8 @@ def write_labels(path: str, data, meta: dict[str, Any]) -> list[str]:
 
     from .io.masks import write_mask
 
-    return [str(write_mask(path, np.asarray(_level0(data))))]
+    # napari asked the user before replacing a file
+    return [str(write_mask(path, np.asarray(_level0(data)), overwrite=True))]
 
 
 def write_image(path: str, data, meta: dict[str, Any]) -> list[str]:

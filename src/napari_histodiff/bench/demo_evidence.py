@@ -101,9 +101,10 @@ def demo_evidence(model: str | Path, run_dir: str | Path, out_dir: str | Path,
     mask_rgb = colorize(mask, pipe.card.classes)
     best = next((r for r in rows if r["guidance"] == 2.0), rows[-1])
     save_png(out_dir / "demo-heldout-sheet.png",
-             comparison_sheet(real, best["image"], mask_rgb))
+             comparison_sheet(real, best["image"], mask_rgb), overwrite=True)
     save_png(out_dir / "demo-guidance.png",
-             side_by_side([mask_rgb, real] + [r["image"] for r in rows]))
+             side_by_side([mask_rgb, real] + [r["image"] for r in rows]),
+             overwrite=True)
     table = fidelity_table(rows, real_scores)
     (out_dir / "demo-fidelity.md").write_text(table + "\n")
     summary = {
@@ -136,7 +137,8 @@ def _mask_evidence(model, run_dir, mask, names, seeds, steps, classes, out_dir
                                            for m in made]),
     }
     save_png(out_dir / "demo-masks.png",
-             side_by_side([colorize(m, classes) for m in [mask, *made]]))
+             side_by_side([colorize(m, classes) for m in [mask, *made]]),
+             overwrite=True)
     (out_dir / "demo-masks.md").write_text(
         mask_table(result["real"], result["generated"]) + "\n")
     return result

@@ -29,6 +29,7 @@ _SUBCOMMAND_MODULES = (
     "study",
     "bench",
     "demo",
+    "canvases",
 )
 
 

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..devices import DEVICES
-from ..errors import OutputExistsError
+from ..errors import InputError
+from ..outputs import check_output
 
 
 def positive_int(text: str) -> int:
@@ -62,11 +63,36 @@ def add_device_args(parser: argparse.ArgumentParser) -> None:
                         help="half precision on a GPU")
 
 
-def check_new_output(path: Path, overwrite: bool, argname: str) -> None:
-    """Refuse an existing output before any work is done."""
-    if path.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{argname}: {path} exists; choose another path or pass --overwrite")
+def check_new_output(path: Path, overwrite: bool, argname: str,
+                     folder: bool = False) -> None:
+    """Refuse, before any work is done, an output that cannot be written."""
+    check_output(path, overwrite, argname, folder=folder)
+
+
+def check_png_output(path: Path, overwrite: bool, argname: str) -> None:
+    """A PNG output (``--preview``): suffix, folder and replacement checked."""
+    if path.suffix.lower() != ".png":
+        raise InputError(f"{argname}: {path} does not end in .png; a preview is a "
+                         "PNG file, name it NAME.png")
+    check_output(path, overwrite, argname)
+
+
+def check_mask_output(path: Path, overwrite: bool, argname: str = "out") -> None:
+    """A mask output: a known suffix, folder and replacement checked."""
+    from ..io.masks import check_mask_path
+
+    check_mask_path(path, argname)
+    check_output(path, overwrite, argname)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0) or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
 
 
 def progress(total: int, desc: str, quiet: bool = False, unit: str = "step"):

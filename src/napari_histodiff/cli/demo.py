@@ -32,16 +32,30 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
     from ..io.masks import write_mask
     from ..models import demo_model_path
     from ..models.factory import init_model
+    from ..outputs import check_output, check_writable
     from ..pipelines.demo import demo_mask
     from .generate import generate_to_files
 
     start = time.perf_counter()
     threads = cpu_threads()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"out: {out} is a file; the demo writes a folder, give "
+                         "the path of a folder")
+    # every output is checked before the work starts
+    mask_path, sheet_path = out / "mask.png", out / "mask_and_image.png"
+    if not out.exists():
+        check_output(out, False, "out", folder=True, parents=True)
+        out.mkdir(parents=True)
+    else:
+        check_writable(out, "out")
+        _fresh(mask_path, args.overwrite)
+        check_output(out / "synthetic.zarr", args.overwrite, "out", folder=True)
+        _fresh(sheet_path, args.overwrite)
     model = demo_model_path()
     if model is None:
         model = out / "untrained-tiny-model"
@@ -56,9 +70,8 @@ def run(args: argparse.Namespace) -> int:
     classes = ModelCard.load(model).classes
     wanted = (classes.names[1:] if args.classes is None
               else [c.strip() for c in args.classes.split(",") if c.strip()])
-    mask_path = _fresh(out / "mask.png", args.overwrite)
     mask, how = demo_mask(model, wanted, args.size, seed=args.seed)
-    write_mask(mask_path, mask)
+    write_mask(mask_path, mask, overwrite=args.overwrite)
     print(f"mask ({how}): {args.size[0]}x{args.size[1]} with classes "
           f"{', '.join(wanted)} -> {mask_path} "
           f"[{time.perf_counter() - start:.0f} s]")
@@ -67,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         guidance=args.guidance, scheduler="dpm++", strategy="random-shift",
         stride=None, window_batch=8, seed=args.seed, store="memory",
         device="auto", fp16=False, quiet=args.quiet,
-        side_by_side=_fresh(out / "mask_and_image.png", args.overwrite),
+        side_by_side=sheet_path,
         overwrite=args.overwrite)
     print(f"image: {result['out']} (OME-Zarr, mask as label image)")
     print(f"side by side: {result['side_by_side']}")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import shutil
-import tempfile
+import sys
 from pathlib import Path
 
 from ..defaults import DEFAULT_GUIDANCE, NOISE_MEANS
@@ -13,7 +14,8 @@ from ..sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, scheduler_na
 from ..sampling.strategies import DEFAULT_STRATEGY, STRATEGIES, get_strategy
 from ._common import (
     add_device_args,
-    check_new_output,
+    check_output,
+    check_png_output,
     nonneg_float,
     nonneg_int,
     positive_int,
@@ -69,11 +71,12 @@ def run(args: argparse.Namespace) -> int:
     from ..io.masks import read_mask
 
     out = Path(args.out)
-    # Check everything cheap before the model loads.
-    check_new_output(out, args.overwrite, "out")
+    # Check everything cheap before the model loads: every output can be
+    # written (folder exists and is writable, no unwanted replacement).
+    check_output(out, args.overwrite, "out", folder=True)
     for name in ("preview", "side_by_side"):
         if getattr(args, name):
-            check_new_output(Path(getattr(args, name)), args.overwrite,
+            check_png_output(Path(getattr(args, name)), args.overwrite,
                              name.replace("_", "-"))
     strategy = get_strategy(args.strategy, stride=args.stride,
                             blend_steps=args.blend_steps)
@@ -105,16 +108,24 @@ def generate_to_files(*, model, mask, out: Path, steps, guidance, scheduler,
     from ..io.omezarr import write_synthesis
     from ..io.preview import colorize, save_png
     from ..io.preview import side_by_side as sheet
-    from ..outputs import prepare_output
+    from ..outputs import check_output
     from ..pipelines.mask_to_image import HistoDiffPipeline
+    from ..sampling.canvases import clean_stale_canvases
     from ..sampling.events import StepEvent, WindowsEvent
+    from ..sampling.store import CANVAS_PREFIX, DISK_THRESHOLD_PIXELS
 
+    out = Path(out)
+    check_output(out, overwrite, "out", folder=True)
     pipe = HistoDiffPipeline.from_pretrained(model, device=device, fp16=fp16)
     pipe.card.classes.validate_mask(mask, "mask")
+    folder = out.absolute().parent
+    for info in clean_stale_canvases(folder):
+        print(f"removed a stale canvas of an earlier run: {info.describe()}",
+              file=sys.stderr)
     work = None
-    if store in ("auto", "zarr"):
-        work = Path(tempfile.mkdtemp(prefix=".histodiff-canvas-",
-                                     dir=out.parent if out.parent.exists() else None))
+    if store == "zarr" or (store == "auto" and mask.size > DISK_THRESHOLD_PIXELS):
+        # made (with its pid and host in the attributes) when the store opens
+        work = folder / f"{CANVAS_PREFIX}{secrets.token_hex(4)}"
     try:
         run = pipe.stream(mask, guidance_scale=guidance, num_inference_steps=steps,
                           scheduler=scheduler, strategy=strategy, stride=stride,
@@ -127,9 +138,9 @@ def generate_to_files(*, model, mask, out: Path, steps, guidance, scheduler,
                 elif isinstance(event, WindowsEvent) and event.total:
                     bar.set_postfix_str(f"windows {event.done}/{event.total}")
         output = run.output()
-        prepare_output(out, overwrite, "out")
         write_synthesis(out, run.store["image"], mask, pipe.card.classes,
-                        output.settings, pipe.card.microns_per_pixel)
+                        output.settings, pipe.card.microns_per_pixel,
+                        overwrite=overwrite)
         result = {"out": str(out), "stats": output.stats}
         if preview or side_by_side:
             from ..io.omezarr import read_synthesis
@@ -137,13 +148,15 @@ def generate_to_files(*, model, mask, out: Path, steps, guidance, scheduler,
             data = read_synthesis(out)
             small = np.moveaxis(np.asarray(data["image"][-1]), 0, -1)
             if preview:
-                result["preview"] = str(save_png(preview, small))
+                result["preview"] = str(save_png(preview, small,
+                                                 overwrite=overwrite))
             if side_by_side:
                 small_mask = np.asarray(data["mask"][-1])
                 result["side_by_side"] = str(save_png(
                     side_by_side, sheet(colorize(small_mask, pipe.card.classes),
-                                        small)))
+                                        small), overwrite=overwrite,
+                    argname="side-by-side"))
         return result
     finally:
-        if work is not None:
+        if work is not None and work.exists():
             shutil.rmtree(work, ignore_errors=True)

@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 
 from ..defaults import DEFAULT_MASK_GUIDANCE, DEFAULT_MASK_STEPS
-from ._common import check_new_output, nonneg_float, nonneg_int, positive_int, size_hw
+from ._common import (
+    check_mask_output,
+    check_png_output,
+    nonneg_float,
+    nonneg_int,
+    positive_int,
+    size_hw,
+)
 
 
 def register(subparsers) -> None:
@@ -44,15 +51,15 @@ def run(args: argparse.Namespace) -> int:
     from ..pipelines.mask_generation import HistoDiffMaskPipeline
 
     out = Path(args.out)
-    check_new_output(out, args.overwrite, "out")
+    check_mask_output(out, args.overwrite, "out")
     if args.preview:
-        check_new_output(Path(args.preview), args.overwrite, "preview")
+        check_png_output(Path(args.preview), args.overwrite, "preview")
     start = time.perf_counter()
     pipe = HistoDiffMaskPipeline.from_pretrained(args.model, device=args.device)
     result = pipe(args.classes, height=args.size[0], width=args.size[1],
                   guidance_scale=args.guidance, num_inference_steps=args.steps,
                   seed=args.seed, smoothing=args.smoothing)
-    write_mask(out, result.mask)
+    write_mask(out, overwrite=args.overwrite, mask=result.mask)
     names = pipe.card.classes.names
     counts = np.bincount(result.mask.ravel(), minlength=len(names))
     parts = ", ".join(f"{names[i]} {100 * counts[i] / result.mask.size:.1f}%"
@@ -62,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.preview:
         from ..io.preview import colorize, save_png
 
-        save_png(args.preview, colorize(result.mask, pipe.card.classes))
+        save_png(args.preview, colorize(result.mask, pipe.card.classes),
+                 overwrite=args.overwrite)
         print(f"wrote {args.preview}")
     return 0

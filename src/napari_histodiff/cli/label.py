@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import check_new_output, nonneg_float
+from ._common import check_mask_output, check_png_output, nonneg_float
 
 
 def register(subparsers) -> None:
@@ -40,16 +40,16 @@ def run(args: argparse.Namespace) -> int:
     from ..training.data import read_rgb
 
     out = Path(args.out)
-    check_new_output(out, args.overwrite, "out")
+    check_mask_output(out, args.overwrite, "out")
     if args.preview:
-        check_new_output(Path(args.preview), args.overwrite, "preview")
+        check_png_output(Path(args.preview), args.overwrite, "preview")
     rgb = read_rgb(args.image, "image")
     settings = LabellerSettings(
         dab_threshold=args.dab_threshold,
         hematoxylin_threshold=args.hematoxylin_threshold,
         background_brightness=args.background_brightness)
     mask = auto_label(rgb, settings)
-    write_mask(out, mask)
+    write_mask(out, overwrite=args.overwrite, mask=mask)
     counts = np.bincount(mask.ravel(), minlength=len(CLASS_NAMES) + 1)
     parts = ", ".join(f"{n} {100 * counts[i] / mask.size:.1f}%"
                       for i, n in enumerate(CLASS_NAMES, start=1))
@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         from ..models.classes import TissueClasses
 
         classes = TissueClasses.from_names(list(CLASS_NAMES))
-        save_png(args.preview, side_by_side(rgb, colorize(mask, classes)))
+        save_png(args.preview, side_by_side(rgb, colorize(mask, classes)),
+                 overwrite=args.overwrite)
         print(f"wrote {args.preview}")
     return 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from .._version import __version__
 from ..errors import InputError, OutputExistsError
 from ..hashing import array_sha256
 from ..models.classes import TissueClasses
+from ..outputs import atomic_output, check_output
 
 Region = tuple[int, int, int, int]
 
@@ -168,31 +169,51 @@ def export_synthesis(
                          "to .tif (pyramidal OME-TIFF) or .zarr")
     mpath = mask_path(path) if msk is not None else None
     side = sidecar_path(path)
-    _prepare([p for p in (path, mpath, side) if p is not None], overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    if fmt == "ome-zarr":
-        from .omezarr import write_synthesis
-
-        write_synthesis(path, _dask(img).transpose(2, 0, 1), _dask(msk), classes,
-                        settings or {}, microns_per_pixel)
-    elif fmt == "tiff":
-        _write_tiff(path, _dask(img), microns_per_pixel, rgb=True)
-        if msk is not None:
-            _write_tiff(mpath, _dask(msk), microns_per_pixel, rgb=False)
-    else:
-        from PIL import Image
-
-        from .masks import write_mask
-
-        Image.fromarray(np.ascontiguousarray(np.asarray(img))).save(path)
-        if msk is not None:
-            write_mask(mpath, np.asarray(msk))
-
+    _prepare([p for p in (path, mpath, side) if p is not None], overwrite,
+             fmt == "ome-zarr")
     record = sidecar_record(path, img, msk, classes, settings, region,
                             microns_per_pixel, fmt, mpath)
-    side.write_text(json.dumps(record, indent=2) + "\n")
+    text = json.dumps(record, indent=2, allow_nan=False) + "\n"
+
+    # Everything is written to temporary siblings, renamed into place together
+    # at the end: a failure leaves no half export behind.
+    with ExitStack() as stack:
+        tmp = stack.enter_context(atomic_output(
+            path, overwrite, "path", folder=fmt == "ome-zarr", parents=True))
+        tmp_mask = (stack.enter_context(atomic_output(mpath, overwrite, "path"))
+                    if mpath is not None else None)
+        tmp_side = stack.enter_context(atomic_output(side, overwrite, "path"))
+        if fmt == "ome-zarr":
+            from .omezarr import _write_synthesis
+
+            _write_synthesis(tmp, _dask(img).transpose(2, 0, 1), _dask(msk),
+                             classes, settings or {}, microns_per_pixel)
+        elif fmt == "tiff":
+            _write_tiff(tmp, _dask(img), microns_per_pixel, rgb=True)
+            if msk is not None:
+                _write_tiff(tmp_mask, _dask(msk), microns_per_pixel, rgb=False)
+        else:
+            from PIL import Image
+
+            Image.fromarray(np.ascontiguousarray(np.asarray(img))).save(
+                tmp, format="PNG")
+            if msk is not None:
+                _write_png_mask(tmp_mask, np.asarray(msk))
+        tmp_side.write_text(text)
     return ExportResult(path, mpath, side, fmt, region, (H, W))
+
+
+def _write_png_mask(path: Path, mask: np.ndarray) -> None:
+    from PIL import Image
+
+    from .masks import check_mask_array
+
+    mask = check_mask_array(mask)
+    if mask.max(initial=0) > 65535:
+        raise InputError(f"mask: a PNG holds ids up to 65535, this mask has "
+                         f"{int(mask.max())}; export to .tif or .zarr")
+    dtype = np.uint8 if mask.max(initial=0) < 256 else np.uint16
+    Image.fromarray(mask.astype(dtype)).save(path, format="PNG")
 
 
 def sidecar_record(path: Path, image, mask, classes: TissueClasses | None,
@@ -234,18 +255,16 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
 
 
 # -- helpers -----------------------------------------------------------------
-def _prepare(paths: list[Path], overwrite: bool) -> None:
-    existing = [p for p in paths if p.exists()]
+def _prepare(paths: list[Path], overwrite: bool, zarr: bool) -> None:
+    """Check every output before anything is written."""
+    existing = [p for p in paths if p.exists() or p.is_symlink()]
     if existing and not overwrite:
         raise OutputExistsError(
             f"path: {', '.join(str(p) for p in existing)} exists; choose another "
             "name or allow overwriting"
         )
-    for p in existing:
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
+    for i, p in enumerate(paths):
+        check_output(p, overwrite, "path", folder=zarr and i == 0, parents=True)
 
 
 def _dask(array):

@@ -81,23 +81,40 @@ def check_mask_array(mask: np.ndarray, name: str = "mask") -> np.ndarray:
     return mask
 
 
-def write_mask(path: str | Path, mask: np.ndarray) -> Path:
-    """Write a mask as PNG (8/16-bit), TIFF or ``.npy`` by suffix."""
+def check_mask_path(path: str | Path, argname: str = "out") -> Path:
+    """Check that ``path`` names a mask format by its suffix."""
     path = Path(path)
+    if path.suffix.lower() not in MASK_SUFFIXES:
+        raise InputError(f"{argname}: {path} has suffix {path.suffix or '(none)'!r}; "
+                         f"use one of {', '.join(MASK_SUFFIXES)}")
+    return path
+
+
+def write_mask(path: str | Path, mask: np.ndarray, overwrite: bool = False,
+               argname: str = "out") -> Path:
+    """Write a mask as PNG (8/16-bit), TIFF or ``.npy`` by suffix.
+
+    The file is written whole or not at all (a temporary sibling renamed
+    into place); an existing ``path`` is an error unless ``overwrite``.
+    """
+    from ..outputs import atomic_output
+
+    path = check_mask_path(path, argname)
     mask = check_mask_array(mask)
     suffix = path.suffix.lower()
-    if suffix == ".npy":
-        np.save(path, mask)
-    elif suffix in (".tif", ".tiff"):
-        import tifffile
+    if suffix == ".png" and mask.max(initial=0) > 65535:
+        raise InputError(f"{argname}: {path}: a PNG holds ids up to 65535, this "
+                         f"mask has {int(mask.max())}; write .tif or .npy")
+    with atomic_output(path, overwrite, argname) as tmp:
+        if suffix == ".npy":
+            np.save(tmp, mask)
+        elif suffix in (".tif", ".tiff"):
+            import tifffile
 
-        tifffile.imwrite(path, mask)
-    elif suffix == ".png":
-        from PIL import Image
+            tifffile.imwrite(tmp, mask)
+        else:
+            from PIL import Image
 
-        dtype = np.uint8 if mask.max(initial=0) < 256 else np.uint16
-        Image.fromarray(mask.astype(dtype)).save(path)
-    else:
-        raise InputError(f"out: {path} has suffix {suffix!r}; use one of "
-                         f"{', '.join(MASK_SUFFIXES)}")
+            dtype = np.uint8 if mask.max(initial=0) < 256 else np.uint16
+            Image.fromarray(mask.astype(dtype)).save(tmp, format="PNG")
     return path

@@ -72,17 +72,30 @@ def label_metadata(classes: TissueClasses) -> dict[str, Any]:
 
 
 def write_synthesis(path: str | Path, image, mask, classes: TissueClasses,
-                    settings: dict[str, Any], microns_per_pixel: float | None = None
-                    ) -> Path:
+                    settings: dict[str, Any], microns_per_pixel: float | None = None,
+                    overwrite: bool = False, argname: str = "out") -> Path:
     """Write an image (3, H, W) uint8 and its mask (H, W) as OME-Zarr.
 
     ``image`` and ``mask`` may be numpy, zarr or dask arrays; large ones are
-    written chunk by chunk. The caller decides about overwriting.
+    written chunk by chunk, into a temporary sibling folder that is renamed
+    to ``path`` when complete (:func:`napari_histodiff.outputs.atomic_output`).
+    An existing ``path`` is an error unless ``overwrite`` (and then it must
+    be an output of this project).
     """
+    from ..outputs import atomic_output
+
+    path = Path(path)
+    with atomic_output(path, overwrite, argname, folder=True) as tmp:
+        _write_synthesis(tmp, image, mask, classes, settings, microns_per_pixel)
+    return path
+
+
+def _write_synthesis(path: Path, image, mask, classes: TissueClasses,
+                     settings: dict[str, Any], microns_per_pixel: float | None
+                     ) -> None:
     import zarr
     from ome_zarr.writer import write_multiscale, write_multiscale_labels
 
-    path = Path(path)
     _, H, W = image.shape
     levels = pyramid_levels(H, W)
     root = zarr.open_group(str(path), mode="w")
@@ -107,7 +120,6 @@ def write_synthesis(path: str | Path, image, mask, classes: TissueClasses,
         "settings": settings,
         "microns_per_pixel": microns_per_pixel,
     }
-    return path
 
 
 def read_synthesis(path: str | Path) -> dict[str, Any]:

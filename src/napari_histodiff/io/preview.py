@@ -17,11 +17,26 @@ def colorize(mask: np.ndarray, classes: TissueClasses) -> np.ndarray:
     return lut[mask]
 
 
-def save_png(path: str | Path, rgb: np.ndarray) -> Path:
+def save_png(path: str | Path, rgb: np.ndarray, overwrite: bool = False,
+             argname: str = "preview") -> Path:
+    """Write an RGB (or gray) image as PNG, whole or not at all.
+
+    An existing ``path`` is an error unless ``overwrite``.
+    """
     from PIL import Image
 
-    Image.fromarray(np.ascontiguousarray(rgb)).save(path)
-    return Path(path)
+    from ..outputs import atomic_output
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        from ..errors import InputError
+
+        raise InputError(f"{argname}: {path} does not end in .png; a preview is "
+                         "a PNG file, name it NAME.png")
+    image = Image.fromarray(np.ascontiguousarray(rgb))
+    with atomic_output(path, overwrite, argname) as tmp:
+        image.save(tmp, format="PNG")
+    return path
 
 
 def side_by_side(mask_rgb: np.ndarray, image: np.ndarray, gap: int = 8) -> np.ndarray:
@@ -34,7 +49,7 @@ def side_by_side(mask_rgb: np.ndarray, image: np.ndarray, gap: int = 8) -> np.nd
 
 
 def preview_from_omezarr(zarr_path: str | Path, out: str | Path,
-                         with_mask: bool = False) -> Path:
+                         with_mask: bool = False, overwrite: bool = False) -> Path:
     """Write the lowest pyramid level (<= 1024 px) of an output as PNG."""
     from .omezarr import read_synthesis
 
@@ -43,4 +58,4 @@ def preview_from_omezarr(zarr_path: str | Path, out: str | Path,
     if with_mask:
         mask = np.asarray(data["mask"][-1])
         img = side_by_side(colorize(mask, data["classes"]), img)
-    return save_png(out, img)
+    return save_png(out, img, overwrite=overwrite)

@@ -57,6 +57,7 @@ def check_safe_weights(folder: Path) -> Path:
     """
     safes = sorted(folder.glob("*.safetensors"))
     if safes:
+        check_safetensors(safes[0])
         return safes[0]
     pickles = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
@@ -64,6 +65,91 @@ def check_safe_weights(folder: Path) -> Path:
     raise ModelFormatError(
         f"{folder}: no weights (expected diffusion_pytorch_model.safetensors)"
     )
+
+
+def check_safetensors(path: Path) -> dict[str, Any]:
+    """Read the header of a safetensors file and check it against the file.
+
+    Returns the header (tensor name -> dtype, shape, offsets). A truncated
+    file, or one that is not safetensors at all, is a
+    :class:`ModelFormatError` that names the file.
+    """
+    import json
+    import struct
+
+    def damaged(what: str) -> ModelFormatError:
+        return ModelFormatError(
+            f"model: {path} is not a complete safetensors file ({what}); copy the "
+            "model again or re-export it")
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise damaged(f"{size} bytes, too short for a header")
+            (n,) = struct.unpack("<Q", head)
+            if n > min(size - 8, 100_000_000):
+                raise damaged(f"header length {n} does not fit a {size}-byte file")
+            header = json.loads(fh.read(n))
+    except OSError as exc:
+        raise ModelFormatError(f"model: cannot read {path} ({exc.strerror or exc})"
+                               ) from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise damaged(f"header is not JSON: {exc}") from exc
+    if not isinstance(header, dict):
+        raise damaged("header is not a JSON object")
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) for o in offsets)):
+            raise damaged(f"tensor {name!r} has no valid data_offsets")
+        end = max(end, offsets[1])
+    if 8 + n + end > size:
+        raise damaged(f"the tensors need {8 + n + end} bytes, the file has {size}; "
+                      "it is truncated")
+    return header
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        config = json.loads(path.read_text())
+    except OSError as exc:
+        raise ModelFormatError(f"model: cannot read {path} ({exc.strerror or exc})"
+                               ) from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"model: {path} is not valid JSON ({exc})") from exc
+    if not isinstance(config, dict):
+        raise ModelFormatError(f"model: {path} must hold a JSON object, got a JSON "
+                               f"{type(config).__name__}")
+    return config
+
+
+def _load_part(loader, path: Path, comp: str, config_name: str, **kw):
+    """``loader.from_pretrained(path, subfolder=comp)``; failures name the file."""
+    import warnings
+
+    config = _read_config(path / comp / config_name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            part = loader.from_pretrained(path, subfolder=comp, **kw)
+    except Exception as exc:  # diffusers raises many kinds for a damaged folder
+        what = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        weights = sorted((path / comp).glob("*.safetensors"))
+        target = (f"{path / comp / config_name} and {weights[0].name}" if weights
+                  else str(path / comp / config_name))
+        raise ModelFormatError(
+            f"model: {target} cannot be loaded as a {loader.__name__} "
+            f"({type(exc).__name__}: {what[:300]}); the config and the weights "
+            "do not fit each other or are damaged. Copy the model again or "
+            "re-export it") from exc
+    return part, config
 
 
 def check_model_dir(path: str | Path) -> Path:
@@ -101,21 +187,44 @@ def check_model_dir(path: str | Path) -> Path:
     return path
 
 
-def save_components(directory: str | Path, card: ModelCard,
-                    **components: Any) -> Path:
+def save_components(directory: str | Path, card: ModelCard, *,
+                    overwrite: bool = False, argname: str = "out",
+                    keep: Path | None = None, **components: Any) -> Path:
     """Write a model directory: each component's folder and the model card.
 
     ``components`` are ``unet``, ``scheduler`` and optionally ``vae`` and
     ``mask_unet`` (None: absent). Weights are written as safetensors. The
     ``model_index.json`` is the one diffusers writes for a pipeline, so the
     folder reads the same whichever way it was made.
+
+    The folder is written beside ``directory`` and renamed into place when
+    complete (:func:`napari_histodiff.outputs.atomic_output`); an existing
+    ``directory`` is an error unless ``overwrite``, and then it must be a model
+    directory. ``keep``: component folders of this model directory to copy
+    into the new one when they are not given (e.g. ``mask_unet/``).
     """
+    import shutil
+
+    from ..outputs import atomic_output
+
+    directory = Path(directory)
+    with atomic_output(directory, overwrite, argname, folder=True) as tmp:
+        write_components(tmp, card, **components)
+        if keep is not None:
+            for name in COMPONENTS_REQUIRED + COMPONENTS_OPTIONAL:
+                if components.get(name) is None and (keep / name).is_dir() \
+                        and not (tmp / name).exists():
+                    shutil.copytree(keep / name, tmp / name)
+    return directory
+
+
+def write_components(directory: Path, card: ModelCard, **components: Any) -> Path:
+    """Write the components and the card into the existing ``directory``."""
     import json
 
     import diffusers
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     index: dict[str, Any] = {"_class_name": "HistoDiffPipeline",
                              "_diffusers_version": diffusers.__version__}
     for name in ("mask_unet", "scheduler", "unet", "vae"):
@@ -148,15 +257,16 @@ def load_components(path: str | Path, device=None, dtype=None) -> dict[str, Any]
     if dtype is not None:
         kw["torch_dtype"] = dtype
     parts: dict[str, Any] = {"card": card}
-    parts["unet"] = UNet2DModel.from_pretrained(path, subfolder="unet", **kw)
-    parts["scheduler"] = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
+    parts["unet"], _ = _load_part(UNet2DModel, path, "unet", "config.json", **kw)
+    parts["scheduler"], _ = _load_part(DDPMScheduler, path, "scheduler",
+                                       "scheduler_config.json")
     parts["vae"] = (
-        AutoencoderKL.from_pretrained(path, subfolder="vae", **kw)
+        _load_part(AutoencoderKL, path, "vae", "config.json", **kw)[0]
         if (path / "vae").is_dir()
         else None
     )
     parts["mask_unet"] = (
-        UNet2DModel.from_pretrained(path, subfolder="mask_unet", **kw)
+        _load_part(UNet2DModel, path, "mask_unet", "config.json", **kw)[0]
         if (path / "mask_unet").is_dir()
         else None
     )
@@ -181,3 +291,17 @@ def _check_consistency(path: Path, parts: dict[str, Any]) -> None:
         )
     if card.space == "latent" and parts["vae"] is None:
         raise ModelFormatError(f"model: {path} is a latent model but has no vae/")
+    if unet.config.out_channels != channels:
+        raise ModelFormatError(
+            f"model: {path}/unet gives {unet.config.out_channels} output channels "
+            f"but the card implies {channels} ({card.space} model)")
+    sample = unet.config.sample_size
+    window = card.patch_size // card.vae_scale_factor
+    if isinstance(sample, (list, tuple)):
+        sample = sample[0] if len(set(sample)) == 1 else sample
+    if (card.patch_size % card.vae_scale_factor or sample != window):
+        raise ModelFormatError(
+            f"model: {path}/{CARD_NAME} gives patch_size {card.patch_size} "
+            f"(vae factor {card.vae_scale_factor}: {window}-pixel windows) but "
+            f"{path}/unet/config.json has sample_size {sample}; fix the card's "
+            "patch_size to sample_size x vae_scale_factor")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..outputs import prepare_output
+from ..outputs import check_output
 from .card import ModelCard
 from .classes import TissueClasses
 from .directory import save_components
@@ -23,6 +23,10 @@ UNET_SIZES: dict[str, dict[str, Any]] = {
     "base": {"block_out_channels": (64, 128, 256, 256), "layers_per_block": 2},
 }
 LATENT_CHANNELS = 4
+# Largest window side of init_model: one window of 1024 px already takes a
+# few GB per UNet step, and images of any size are made window by window, so
+# a larger window is almost surely a typo (e.g. 100000).
+MAX_PATCH_SIZE = 1024
 
 
 def build_unet(
@@ -118,15 +122,46 @@ def init_model(
         ``card``, ``unet``, ``scheduler`` and ``vae`` (None for pixel models),
         as :func:`.directory.load_components` returns them.
     """
+    import math
+
     import torch
 
     out = Path(out)
-    prepare_output(out, overwrite, "out")
     if isinstance(classes, str):
+        names = [n.strip() for n in classes.split(",")]
+        if not any(names) or "" in names:
+            raise InputError(
+                f"classes: {classes!r} holds an empty name; give comma-separated "
+                "class names such as tumor,stroma,necrosis")
         classes = TissueClasses.from_names(classes)
+    if not isinstance(classes, TissueClasses):
+        raise InputError(f"classes: expected TissueClasses or comma-separated "
+                         f"names, got {classes!r:.80}")
+    if len(classes) < 2:
+        raise InputError(
+            f"classes: {classes.names} has only 'unknown'; a model needs at "
+            "least one tissue class, e.g. --classes tumor,stroma")
+    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or not (
+            8 <= patch_size <= MAX_PATCH_SIZE) or patch_size % 8:
+        raise InputError(
+            f"patch_size: expected a multiple of 8 from 8 to {MAX_PATCH_SIZE}, got "
+            f"{patch_size!r} (windows above {MAX_PATCH_SIZE} px take many GB per "
+            "step; large images are made window by window anyway)")
     if latent and patch_size % 32:
         raise InputError(f"patch_size: latent models need a multiple of 32, got "
                          f"{patch_size}")
+    if microns_per_pixel is not None and (
+            isinstance(microns_per_pixel, bool)
+            or not isinstance(microns_per_pixel, (int, float))
+            or not math.isfinite(microns_per_pixel) or microns_per_pixel <= 0):
+        raise InputError(
+            f"microns_per_pixel: expected a finite number > 0 (or none if "
+            f"unknown), got {microns_per_pixel!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"seed: expected an integer >= 0, got {seed!r}")
+    if size not in UNET_SIZES:
+        raise InputError(f"size: {size!r} is not one of {', '.join(UNET_SIZES)}")
+    check_output(out, overwrite, "out", folder=True)
     torch.manual_seed(seed)
     factor = 4 if latent else 1
     channels = LATENT_CHANNELS if latent else 3
@@ -143,5 +178,5 @@ def init_model(
     vae = build_vae(size) if latent else None
     parts: dict[str, Any] = {"card": card, "unet": unet,
                              "scheduler": default_scheduler(), "vae": vae}
-    save_components(out, **parts)
+    save_components(out, overwrite=overwrite, **parts)
     return parts

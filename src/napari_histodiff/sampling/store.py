@@ -22,6 +22,21 @@ import numpy as np
 
 # Canvases with more pixels than this go to disk unless told otherwise.
 DISK_THRESHOLD_PIXELS = 4096 * 4096
+# attrs key of a zarr canvas: who made it (see canvas_owner)
+CANVAS_ATTR = "histodiff_canvas"
+# name prefix of the canvas folders this project makes
+CANVAS_PREFIX = ".histodiff-canvas-"
+
+
+def canvas_owner() -> dict[str, Any]:
+    """What a canvas records about the process that made it."""
+    import datetime as _dt
+    import os
+    import socket
+
+    return {"pid": os.getpid(), "hostname": socket.gethostname(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(
+                timespec="seconds")}
 
 
 class CanvasStore:
@@ -83,6 +98,10 @@ class MemoryStore(CanvasStore):
 class ZarrStore(CanvasStore):
     """Arrays held in a zarr group on disk, in square chunks.
 
+    A new store records who made it in ``attrs["histodiff_canvas"]`` (pid,
+    hostname, start time), so that a canvas left behind by a killed process
+    can be recognised and removed (:mod:`.canvases`, ``histodiff canvases``).
+
     Parameters
     ----------
     path : path
@@ -99,6 +118,8 @@ class ZarrStore(CanvasStore):
         self.path = Path(path)
         self.chunk = int(chunk)
         self._group = zarr.open_group(str(self.path), mode="a")
+        if CANVAS_ATTR not in self._group.attrs and not len(self._group):
+            self._group.attrs[CANVAS_ATTR] = canvas_owner()
 
     def create(self, name, shape, dtype, fill=0):
         chunks = tuple(shape[:-2]) + tuple(min(self.chunk, s) for s in shape[-2:])
@@ -129,24 +150,53 @@ class ZarrStore(CanvasStore):
 
 
 def open_store(kind: str, shape: tuple[int, int], path: str | Path | None = None,
-               chunk: int = 256) -> CanvasStore:
+               chunk: int = 256, overwrite: bool = False) -> CanvasStore:
     """A store for a canvas of ``shape`` (pixel H, W).
 
     ``kind`` is ``memory``, ``zarr`` or ``auto`` (zarr on disk above
-    :data:`DISK_THRESHOLD_PIXELS`, which needs ``path``).
+    :data:`DISK_THRESHOLD_PIXELS`; without ``path`` in a new temporary
+    folder). ``path`` must not exist, or be an empty folder; an existing
+    canvas of this project is reused (its arrays and settings replaced) only
+    with ``overwrite``, and anything else there is refused.
     """
-    from ..errors import InputError
+    from ..errors import InputError, OutputExistsError
 
+    if kind not in ("auto", "memory", "zarr"):
+        raise InputError(f"store: {kind!r} is not one of auto, memory, zarr")
     if kind == "auto":
         kind = "zarr" if shape[0] * shape[1] > DISK_THRESHOLD_PIXELS else "memory"
         if kind == "zarr" and path is None:
             import tempfile
 
-            path = tempfile.mkdtemp(prefix="histodiff-canvas-")
+            path = tempfile.mkdtemp(prefix=CANVAS_PREFIX)
     if kind == "memory":
         return MemoryStore()
-    if kind == "zarr":
-        if path is None:
-            raise InputError("store: a zarr canvas store needs a folder path")
+    if path is None:
+        raise InputError("store: a zarr canvas store needs a folder path "
+                         "(store_path)")
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        from ..outputs import project_output
+
+        empty = path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+        if not empty:
+            if not overwrite:
+                raise OutputExistsError(
+                    f"store_path: {path} exists and is not empty; give a new or "
+                    "empty folder for the canvas (or ask to overwrite a canvas "
+                    "store)")
+            if project_output(path) != "canvas":
+                raise OutputExistsError(
+                    f"store_path: {path} is not a canvas store of napari-histodiff "
+                    "(no 'histodiff_canvas' attributes); it is not overwritten. "
+                    "Give a new or empty folder")
+    else:
+        from ..outputs import check_output
+
+        check_output(path, False, "store_path", folder=True, parents=True)
+    try:
         return ZarrStore(path, chunk=chunk)
-    raise InputError(f"store: {kind!r} is not one of auto, memory, zarr")
+    except OSError as exc:
+        from ..outputs import write_error
+
+        raise write_error(exc, path, "store_path") from exc

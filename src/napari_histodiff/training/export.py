@@ -48,21 +48,18 @@ def install_model(model_dir: str | Path, dest: str | Path) -> Path:
     logs), replacing ``dest``.
     """
     from ..models.directory import check_model_dir
+    from ..outputs import atomic_output
 
     src = check_model_dir(model_dir)
     dest = Path(dest)
-    tmp = dest.with_name(dest.name + ".installing")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    shutil.copy2(src / "histodiff.json", tmp / "histodiff.json")
-    for comp in ("unet", "scheduler", "vae", "mask_unet"):
-        if (src / comp).is_dir():
-            (tmp / comp).mkdir()
-            for f in (src / comp).iterdir():
-                if f.suffix in (".json", ".safetensors"):
-                    shutil.copy2(f, tmp / comp / f.name)
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
+    # written beside dest and renamed into place; dest is replaced only if it
+    # is a model directory
+    with atomic_output(dest, True, "dest", folder=True, parents=True) as tmp:
+        shutil.copy2(src / "histodiff.json", tmp / "histodiff.json")
+        for comp in ("unet", "scheduler", "vae", "mask_unet"):
+            if (src / comp).is_dir():
+                (tmp / comp).mkdir()
+                for f in (src / comp).iterdir():
+                    if f.suffix in (".json", ".safetensors"):
+                        shutil.copy2(f, tmp / comp / f.name)
     return dest

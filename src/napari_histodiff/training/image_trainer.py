@@ -9,7 +9,6 @@ classifier-free guidance contrasts with the real mask.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,10 +133,13 @@ def train_image_model(job: ImageTrainJob, device="cpu", resume: bool = False,
     Returns a summary: steps, last loss, seconds, output path (None when
     stopped early by ``stop_after``).
     """
+    from ..outputs import check_output
+
     out = Path(job.out)
     if out.exists() and not overwrite and not resume:
         raise InputError(f"out: {out} exists; choose another path or pass "
                          "--overwrite")
+    check_output(out, True, "out", folder=True, parents=True)
     trainer = make_image_trainer(job, device)
     result = trainer.fit(resume=resume, quiet=quiet, stop_after=stop_after)
     result["parameters"] = count_parameters(trainer.unet)
@@ -181,14 +183,11 @@ def save_image_model(job: ImageTrainJob, unet, steps: int) -> Path:
                      class_means=class_means(job.samples, len(job.classes)),
                      mask_resolution_factor=old_card.mask_resolution_factor
                      if old_card else 4)
-    tmp = out.with_name(out.name + ".writing")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     unet = unet.to("cpu")
-    save_components(tmp, card, unet=unet, scheduler=default_scheduler())
-    if (out / "mask_unet").is_dir():
-        shutil.copytree(out / "mask_unet", tmp / "mask_unet")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # written beside and renamed into place; an existing model directory's
+    # mask_unet/ is kept, anything that is not a model directory is refused
+    save_components(out, card, overwrite=True, unet=unet,
+                    scheduler=default_scheduler(),
+                    keep=out if (out / "mask_unet").is_dir() else None)
     return out

@@ -11,7 +11,6 @@ UNet as K constant channels concatenated to its input; the null condition
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +140,10 @@ def train_mask_model(job: MaskTrainJob, device="cpu", resume: bool = False,
     if (out / "mask_unet").exists() and not overwrite and not resume:
         raise InputError(f"out: {out / 'mask_unet'} exists; pass --overwrite to "
                          "replace it")
+    from ..outputs import check_output
+
+    # a new folder, an empty one, or a model directory (mask_unet/ goes into it)
+    check_output(out, True, "out", folder=True, parents=True)
     trainer = make_mask_trainer(job, device)
     result = trainer.fit(resume=resume, quiet=quiet, stop_after=stop_after)
     result["parameters"] = count_parameters(trainer.unet)
@@ -184,12 +187,9 @@ def save_mask_model(job: MaskTrainJob, unet, steps: int) -> Path:
     else:
         card = ModelCard(classes=job.classes, mask_resolution_factor=job.spec.factor,
                          provenance={"kind": "trained", "mask_model": info})
-    tmp = out / "mask_unet.writing"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    unet.to("cpu").save_pretrained(tmp, safe_serialization=True)
-    if (out / "mask_unet").exists():
-        shutil.rmtree(out / "mask_unet")
-    tmp.rename(out / "mask_unet")
+    from ..outputs import atomic_output
+
+    with atomic_output(out / "mask_unet", True, "out", folder=True) as tmp:
+        unet.to("cpu").save_pretrained(tmp, safe_serialization=True)
     card.save(out)
     return out

@@ -85,8 +85,8 @@ def write_demo_data(run_dir: str | Path) -> Path:
         # write beside and rename: runs started together never read half a file
         tmp_image = tmp / f"{name}-image.png"
         tmp_mask = tmp / f"{name}-mask.png"
-        save_png(tmp_image, rgb[ys, xs])
-        write_mask(tmp_mask, mask[ys, xs])
+        save_png(tmp_image, rgb[ys, xs], overwrite=True)
+        write_mask(tmp_mask, mask[ys, xs], overwrite=True)
         os.replace(tmp_image, image_path)
         os.replace(tmp_mask, mask_path)
     tmp.rmdir()
