@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import InputError, OutputExistsError
+from ..errors import DeviceError, HistodiffError, InputError
 
 
 def register(subparsers) -> None:
@@ -113,6 +113,11 @@ def settings_from_args(args: argparse.Namespace):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise InputError(f"--{name.replace('_', '-')}: must be >= 1, got {value}")
+    import math
+
+    if not (math.isfinite(args.guidance) and args.guidance >= 0):
+        raise InputError(f"--guidance: must be a finite number >= 0, got "
+                         f"{args.guidance}")
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads: must be >= 1, got {args.threads}")
     if args.model is not None and not Path(args.model).is_dir():
@@ -148,11 +153,20 @@ def settings_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; print its JSON to stdout, progress to stderr."""
     from ..bench.sampling import format_table, run_benchmark
+    from ..devices import resolve_device
+    from ..models.factory import default_scheduler
+    from ..outputs import atomic_output, check_output
+    from ..sampling.schedulers import make_scheduler
 
     settings = settings_from_args(args)
-    if args.out is not None and args.out.exists() and not args.overwrite:
-        raise OutputExistsError(f"--out: {args.out} exists; choose another path or "
-                                "pass --overwrite")
+    if args.out is not None:
+        check_output(args.out, args.overwrite, "--out", parents=True)
+    # checked once here, not in each of the child processes
+    try:
+        resolve_device(args.device)
+    except HistodiffError as exc:
+        raise DeviceError(f"--{exc}") from exc
+    make_scheduler(args.scheduler, default_scheduler().config)
 
     def log(message: str) -> None:
         print(f"histodiff bench: {message}", file=sys.stderr, flush=True)
@@ -160,8 +174,8 @@ def run(args: argparse.Namespace) -> int:
     report = run_benchmark(settings, log=log)
     text = json.dumps(report, indent=2)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        with atomic_output(args.out, args.overwrite, "--out", parents=True) as tmp:
+            tmp.write_text(text + "\n")
     print(format_table(report), file=sys.stderr)
     print(text)
     return 1 if report["errors"] else 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..models.factory import UNET_SIZES
+from ..models.factory import MAX_PATCH_SIZE, UNET_SIZES
+from ._common import nonneg_int, positive_float, positive_int
 
 
 def register(subparsers) -> None:
@@ -24,14 +25,16 @@ def register(subparsers) -> None:
     init.add_argument("--classes", required=True,
                       help="comma-separated class names, e.g. "
                       "unknown,tumor,stroma,necrosis")
-    init.add_argument("--patch-size", type=int, default=64,
-                      help="window side in pixels (default 64)")
+    init.add_argument("--patch-size", type=positive_int, default=64,
+                      help="window side in pixels, a multiple of 8 up to "
+                      f"{MAX_PATCH_SIZE} (default 64)")
     init.add_argument("--size", choices=list(UNET_SIZES), default="tiny",
                       help="UNet size (default tiny, ~1.1M parameters)")
     init.add_argument("--latent", action="store_true",
                       help="add a VAE and diffuse in its latent space (factor 4)")
-    init.add_argument("--microns-per-pixel", type=float, default=None)
-    init.add_argument("--seed", type=int, default=0)
+    init.add_argument("--microns-per-pixel", type=positive_float, default=None,
+                      help="physical pixel size of the images (> 0), if known")
+    init.add_argument("--seed", type=nonneg_int, default=0)
     init.add_argument("--overwrite", action="store_true")
     init.set_defaults(func=run_init)
 

@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
-from ._common import nonneg_float, nonneg_int, positive_int
+from ._common import nonneg_float, nonneg_int, positive_float, positive_int
 
 DEFAULT_DEMO_RUN = "training-runs/demo"
 
@@ -42,7 +42,8 @@ def _common(p: argparse.ArgumentParser, steps: int, batch: int) -> None:
     g.add_argument("--steps", type=positive_int, default=steps,
                    help=f"total training steps (default {steps})")
     g.add_argument("--batch-size", type=positive_int, default=batch)
-    g.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
+    g.add_argument("--lr", type=positive_float, default=5e-4,
+                   help="peak learning rate (> 0)")
     g.add_argument("--warmup", type=nonneg_int, default=200,
                    help="linear learning-rate warm-up steps")
     g.add_argument("--lr-schedule", choices=("constant", "cosine"),

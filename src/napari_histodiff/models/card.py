@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,7 @@ class ModelCard:
     class_means: list[list[float]] | None = None
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.class_means is not None:
             means = self.class_means
             if (not isinstance(means, list) or len(means) != len(self.classes)
@@ -106,6 +108,35 @@ class ModelCard:
                 f"got {self.vae_scale_factor}"
             )
 
+    def _check_types(self) -> None:
+        """Every field has the type and range the samplers rely on."""
+        if not isinstance(self.classes, TissueClasses):
+            raise ModelFormatError(f"{CARD_NAME}: classes must be TissueClasses, "
+                                   f"got {type(self.classes).__name__}")
+        for name, minimum in (("patch_size", 8), ("vae_scale_factor", 1),
+                              ("image_channels", 1), ("mask_resolution_factor", 1)):
+            value = getattr(self, name)
+            if not _is_int(value) or value < minimum:
+                raise ModelFormatError(
+                    f"{CARD_NAME}: {name} must be an integer >= {minimum}, got "
+                    f"{value!r}")
+        if not _is_number(self.latent_scaling) or not self.latent_scaling > 0:
+            raise ModelFormatError(
+                f"{CARD_NAME}: latent_scaling must be a finite number > 0, got "
+                f"{self.latent_scaling!r}")
+        mpp = self.microns_per_pixel
+        if mpp is not None and (not _is_number(mpp) or not mpp > 0):
+            raise ModelFormatError(
+                f"{CARD_NAME}: microns_per_pixel must be a finite number > 0 or "
+                f"null (unknown), got {mpp!r}")
+        for name in ("space", "conditioning"):
+            if not isinstance(getattr(self, name), str):
+                raise ModelFormatError(f"{CARD_NAME}: {name} must be a string, got "
+                                       f"{getattr(self, name)!r}")
+        if not isinstance(self.provenance, dict):
+            raise ModelFormatError(f"{CARD_NAME}: provenance must be an object "
+                                   f"(a dict), got {self.provenance!r:.80}")
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
@@ -122,27 +153,71 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = CARD_NAME) -> ModelCard:
+        if not isinstance(data, dict):
+            raise ModelFormatError(
+                f"{source}: a model card is a JSON object with format "
+                f"{CARD_FORMAT!r}, got a JSON {type(data).__name__}")
         if data.get("format") != CARD_FORMAT:
             raise ModelFormatError(
                 f"{source}: not a napari-histodiff model card "
                 f"(format {data.get('format')!r}, expected {CARD_FORMAT!r})"
             )
-        if int(data.get("format_version", 0)) > CARD_VERSION:
+        version = data.get("format_version", 0)
+        if not _is_int(version) or version < 0:
             raise ModelFormatError(
-                f"{source}: card version {data['format_version']} is newer than "
+                f"{source}: format_version must be an integer (this "
+                f"napari-histodiff writes {CARD_VERSION}), got {version!r}")
+        if version > CARD_VERSION:
+            raise ModelFormatError(
+                f"{source}: card version {version} is newer than "
                 f"this napari-histodiff understands ({CARD_VERSION}); upgrade it"
             )
         fields = {k: v for k, v in data.items()
                   if k not in ("format", "format_version")}
+        known = {f.name for f in dataclass_fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ModelFormatError(
+                f"{source}: unknown model card fields {unknown}; this "
+                f"napari-histodiff knows {sorted(known)}")
+        if "classes" not in fields:
+            raise ModelFormatError(
+                f"{source}: the model card has no 'classes' (a list of "
+                "{index, name, color} objects, 'unknown' first)")
+        raw = fields["classes"]
+        if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
+            raise ModelFormatError(
+                f"{source}: 'classes' must be a list of {{index, name, color}} "
+                f"objects, got {raw!r:.120}")
         try:
-            fields["classes"] = TissueClasses.from_list(fields["classes"])
+            fields["classes"] = TissueClasses.from_list(raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFormatError(
+                f"{source}: malformed 'classes' in the model card ({exc}); each "
+                "class needs index, name and color") from exc
+        try:
             return cls(**fields)
-        except (KeyError, TypeError) as exc:
+        except ModelFormatError as exc:
+            message = str(exc)
+            if message.startswith(CARD_NAME + ":"):
+                message = message[len(CARD_NAME) + 1:].lstrip()
+            raise ModelFormatError(f"{source}: {message}") from exc
+        except (TypeError, ValueError) as exc:
             raise ModelFormatError(f"{source}: malformed model card ({exc})") from exc
 
     def save(self, directory: str | Path) -> Path:
+        """Write ``histodiff.json`` into ``directory`` (strict JSON, no NaN),
+        whole or not at all."""
+        from ..outputs import atomic_output
+
         path = Path(directory) / CARD_NAME
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        try:
+            text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        except ValueError as exc:
+            raise ModelFormatError(f"{path}: the model card holds a value that "
+                                   f"is not JSON ({exc})") from exc
+        with atomic_output(path, True, "out") as tmp:
+            tmp.write_text(text)
         return path
 
     @classmethod
@@ -154,7 +229,20 @@ class ModelCard:
                 "model directory? Create one with `histodiff model init`."
             )
         try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = json.loads(path.read_text(), parse_constant=_no_constant)
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
             raise ModelFormatError(f"{path}: not valid JSON ({exc})") from exc
         return cls.from_dict(data, source=str(path))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, bool) and bool(np.isfinite(value)))
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON (write null or a number)")

@@ -33,11 +33,37 @@ def make_scheduler(name: str, config):
     """
     import diffusers
 
+    if not isinstance(name, str):
+        raise InputError(f"scheduler: expected a name, got {name!r:.80}")
     class_name, extra = SCHEDULERS.get(name, (name, {}))
     cls = getattr(diffusers, class_name, None)
     if cls is None or not class_name.endswith("Scheduler"):
         raise InputError(
             f"scheduler: {name!r} is not known; use one of "
-            f"{', '.join(SCHEDULERS)} or a diffusers scheduler class name"
+            f"{', '.join(SCHEDULERS)} or a diffusers scheduler class name "
+            f"({', '.join(supported_classes())})"
+        )
+    if class_name not in supported_classes():
+        raise InputError(
+            f"scheduler: {name} cannot be driven by the samplers (they need a "
+            "noise-prediction scheduler of the DDPM training schedule, with "
+            "init_noise_sigma and scale_model_input; flow-matching and other "
+            f"schedulers are not); use one of {', '.join(SCHEDULERS)} or "
+            f"{', '.join(supported_classes())}"
         )
     return cls.from_config(dict(config), **extra)
+
+
+def supported_classes() -> list[str]:
+    """Diffusers scheduler classes the samplers can drive: those compatible
+    with the DDPM training schedule (diffusers' Karras family)."""
+    import diffusers
+    from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers
+
+    return [e.name for e in KarrasDiffusionSchedulers
+            if getattr(diffusers, e.name, None) is not None
+            and e.name not in _NOT_DDPM]
+
+
+# In the Karras family but parametrised differently (EDM preconditioning)
+_NOT_DDPM = ("EDMEulerScheduler",)
