@@ -97,3 +97,47 @@ def test_nan_weights_stop_the_run_with_an_error(tiny_pipe, tmp_path):
             pass
     assert run.store.attrs["status"] == "failed"
     assert "ModelOutputError" in run.store.attrs["error"]
+
+
+def test_stream_refuses_an_existing_output_unless_asked(tiny_pipe, tmp_path):
+    from napari_histodiff.errors import HistodiffError
+
+    first = tiny_pipe.stream(MASK, num_inference_steps=1, store="zarr",
+                             store_path=tmp_path / "canvas")
+    for _ in first.events():
+        pass
+    with pytest.raises(HistodiffError, match="canvas"):
+        tiny_pipe.stream(MASK, num_inference_steps=1, store="zarr",
+                         store_path=tmp_path / "canvas")
+    again = tiny_pipe.stream(MASK, num_inference_steps=1, store="zarr",
+                             store_path=tmp_path / "canvas", store_overwrite=True)
+    assert again.store.attrs["settings"]["num_inference_steps"] == 1
+
+
+def test_save_pretrained_replaces_only_a_model_folder(tiny_pipe, tmp_path):
+    from napari_histodiff.errors import OutputExistsError
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "thesis.txt").write_text("mine")
+    with pytest.raises(OutputExistsError):
+        tiny_pipe.save_pretrained(docs, overwrite=True)
+    assert (docs / "thesis.txt").read_text() == "mine"
+    tiny_pipe.save_pretrained(tmp_path / "m")
+    tiny_pipe.save_pretrained(tmp_path / "m", overwrite=True)
+    assert (tmp_path / "m" / "histodiff.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_damaged_mask_unet_config_is_a_model_format_error(tmp_path):
+    import shutil
+
+    from napari_histodiff import HistoDiffMaskPipeline
+    from napari_histodiff.errors import ModelFormatError
+    from napari_histodiff.models import demo_model_path
+
+    model = tmp_path / "m"
+    shutil.copytree(demo_model_path(), model)
+    (model / "mask_unet" / "config.json").write_text('{"in_channels": "many"}')
+    with pytest.raises(ModelFormatError, match="mask_unet"):
+        HistoDiffMaskPipeline.from_pretrained(model)

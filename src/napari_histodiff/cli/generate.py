@@ -120,8 +120,9 @@ def generate_to_files(*, model, mask, out: Path, steps, guidance, scheduler,
     pipe.card.classes.validate_mask(mask, "mask")
     folder = out.absolute().parent
     for info in clean_stale_canvases(folder):
-        print(f"removed a stale canvas of an earlier run: {info.describe()}",
-              file=sys.stderr)
+        print(f"removed a stale canvas of an earlier run: {info.describe()}; "
+              "this run starts again from the first step (resuming an "
+              "interrupted canvas is not supported yet)", file=sys.stderr)
     work = None
     if store == "zarr" or (store == "auto" and mask.size > DISK_THRESHOLD_PIXELS):
         # made (with its pid and host in the attributes) when the store opens

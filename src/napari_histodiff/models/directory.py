@@ -130,7 +130,7 @@ def _read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def _load_part(loader, path: Path, comp: str, config_name: str, **kw):
+def load_part(loader, path: Path, comp: str, config_name: str, **kw):
     """``loader.from_pretrained(path, subfolder=comp)``; failures name the file."""
     import warnings
 
@@ -257,16 +257,16 @@ def load_components(path: str | Path, device=None, dtype=None) -> dict[str, Any]
     if dtype is not None:
         kw["torch_dtype"] = dtype
     parts: dict[str, Any] = {"card": card}
-    parts["unet"], _ = _load_part(UNet2DModel, path, "unet", "config.json", **kw)
-    parts["scheduler"], _ = _load_part(DDPMScheduler, path, "scheduler",
+    parts["unet"], _ = load_part(UNet2DModel, path, "unet", "config.json", **kw)
+    parts["scheduler"], _ = load_part(DDPMScheduler, path, "scheduler",
                                        "scheduler_config.json")
     parts["vae"] = (
-        _load_part(AutoencoderKL, path, "vae", "config.json", **kw)[0]
+        load_part(AutoencoderKL, path, "vae", "config.json", **kw)[0]
         if (path / "vae").is_dir()
         else None
     )
     parts["mask_unet"] = (
-        _load_part(UNet2DModel, path, "mask_unet", "config.json", **kw)[0]
+        load_part(UNet2DModel, path, "mask_unet", "config.json", **kw)[0]
         if (path / "mask_unet").is_dir()
         else None
     )

@@ -118,7 +118,7 @@ class HistoDiffMaskPipeline(DiffusionPipeline):
 
         from ..devices import resolve_device
         from ..models import resolve_model_path
-        from ..models.directory import check_safe_weights
+        from ..models.directory import check_safe_weights, load_part
         from ..models.factory import default_scheduler
 
         path = resolve_model_path(path)
@@ -130,12 +130,12 @@ class HistoDiffMaskPipeline(DiffusionPipeline):
                 f"with `histodiff train mask --out {path} ...`"
             )
         check_safe_weights(folder)
-        unet = UNet2DModel.from_pretrained(path, subfolder="mask_unet",
-                                           use_safetensors=True,
-                                           low_cpu_mem_usage=False,
-                                           torch_dtype=torch.float32)
+        unet, _ = load_part(UNet2DModel, path, "mask_unet", "config.json",
+                            use_safetensors=True, low_cpu_mem_usage=False,
+                            torch_dtype=torch.float32)
         if (path / "scheduler" / "scheduler_config.json").is_file():
-            scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
+            scheduler, _ = load_part(DDPMScheduler, path, "scheduler",
+                                     "scheduler_config.json")
         else:
             scheduler = default_scheduler()
         pipe = cls(mask_unet=unet, scheduler=scheduler, card=card)

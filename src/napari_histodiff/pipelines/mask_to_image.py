@@ -160,15 +160,26 @@ class HistoDiffPipeline(DiffusionPipeline):
         self.source = None  # where the weights were loaded from
 
     # -- persistence ----------------------------------------------------------------
-    def save_pretrained(self, save_directory, **kwargs) -> None:
-        """Write a model directory: diffusers components + ``histodiff.json``."""
-        kwargs.setdefault("safe_serialization", True)
-        if not kwargs["safe_serialization"]:
+    def save_pretrained(self, save_directory, overwrite: bool = False,
+                        **kwargs) -> None:
+        """Write a model directory: diffusers components + ``histodiff.json``.
+
+        Written beside ``save_directory`` and renamed into place when complete
+        (:func:`..models.directory.save_components`); an existing folder is
+        replaced only with ``overwrite`` and only if it is a model directory.
+        """
+        from ..models.directory import save_components
+
+        if not kwargs.pop("safe_serialization", True):
             raise InputError("safe_serialization: weights are saved as safetensors "
                              "only")
-        Path(save_directory).mkdir(parents=True, exist_ok=True)
-        super().save_pretrained(save_directory, **kwargs)
-        self.card.save(save_directory)
+        if kwargs:
+            raise InputError(f"save_pretrained: {', '.join(sorted(kwargs))} not "
+                             "supported (weights are written as safetensors)")
+        save_components(save_directory, self.card, overwrite=overwrite,
+                        argname="save_directory", unet=self.unet,
+                        scheduler=self.scheduler, vae=self.vae,
+                        mask_unet=self.mask_unet)
 
     @classmethod
     def from_pretrained(cls, path, device: str = "cpu", fp16: bool = False,
@@ -357,6 +368,7 @@ class HistoDiffPipeline(DiffusionPipeline):
         noise_mean: str = "auto",
         conditions: Sequence[Condition] = (),
         guidance_terms: Sequence[GuidanceTerm] = (),
+        store_overwrite: bool = False,
     ) -> SynthesisRun:
         """Check inputs and set up a :class:`SynthesisRun` without running it.
 
@@ -397,7 +409,8 @@ class HistoDiffPipeline(DiffusionPipeline):
         if not isinstance(store, CanvasStore):
             store = open_store(self._choose_store(store, canvas_shape, (H, W),
                                                   store_path),
-                               (H, W), store_path, chunk=chunk)
+                               (H, W), store_path, chunk=chunk,
+                               overwrite=store_overwrite)
         store.set_attrs(settings={**self.settings_for(
             mask, guidance_scale, num_inference_steps, scheduler, strat.settings(),
             seed, window_batch, chunk, noise_mean), **denoiser.settings()})
@@ -435,6 +448,7 @@ class HistoDiffPipeline(DiffusionPipeline):
         noise_mean: str = "auto",
         conditions: Sequence[Condition] = (),
         guidance_terms: Sequence[GuidanceTerm] = (),
+        store_overwrite: bool = False,
         callback=None,
     ) -> HistoDiffOutput:
         """Synthesise an image that follows ``mask``.
@@ -465,7 +479,10 @@ class HistoDiffPipeline(DiffusionPipeline):
         store : {"auto", "memory", "zarr"} or CanvasStore
             Where the canvas lives; ``auto`` puts large canvases on disk.
         store_path : path, optional
-            Folder of a zarr store.
+            Folder of a zarr store: a new or empty folder.
+        store_overwrite : bool
+            Reuse an existing canvas store at ``store_path`` (only one this
+            project wrote); otherwise an existing folder is refused.
         chunk : int
             Side of the chunks the scheduler steps.
         context_image : np.ndarray, optional
@@ -505,7 +522,8 @@ class HistoDiffPipeline(DiffusionPipeline):
                            strategy, seed, window_batch, stride, store, store_path,
                            chunk, context_image=context_image,
                            regenerate=regenerate, noise_mean=noise_mean,
-                           conditions=conditions, guidance_terms=guidance_terms)
+                           conditions=conditions, guidance_terms=guidance_terms,
+                           store_overwrite=store_overwrite)
         # 5. Denoise, reporting events
         for event in run.events():
             if callback is not None and callback(event) is False:
