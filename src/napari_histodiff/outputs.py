@@ -193,16 +193,26 @@ def _commit(tmp: Path, path: Path, overwrite: bool, argname: str,
             folder: bool) -> None:
     _check_existing(path, overwrite, argname, folder)  # again: time has passed
     if folder and path.is_dir() and not path.is_symlink():
-        old = path.with_name(f".{path.name}{OLD_MARK}{secrets.token_hex(4)}")
-        os.rename(path, old)
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            os.rename(old, path)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
+        swap_folder(tmp, path)
     else:
         os.replace(tmp, path)
+
+
+def swap_folder(new: Path, target: Path) -> None:
+    """Put the complete folder ``new`` in place of the existing ``target``.
+
+    ``target`` (which the caller has checked is its own output) is renamed
+    aside first and removed only once ``new`` is in place; if that rename
+    fails, or is interrupted, the old folder is put back.
+    """
+    old = target.with_name(f".{target.name}{OLD_MARK}{secrets.token_hex(4)}")
+    os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager

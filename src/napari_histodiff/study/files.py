@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import InputError
+from ..outputs import swap_folder
 
 
 def temporary_sibling(path: Path, purpose: str) -> Path:
@@ -72,14 +72,7 @@ def replace_folder(staging: Path, target: Path, *, replace: bool) -> None:
     if not (replace and target.exists()):
         os.replace(staging, target)  # an empty target folder is replaced too
         return
-    aside = temporary_sibling(target, "old")
-    os.replace(target, aside)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        os.replace(aside, target)
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
+    swap_folder(staging, target)
 
 
 def is_within(path: Path, folder: Path) -> bool:
