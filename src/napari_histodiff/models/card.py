@@ -22,9 +22,9 @@ from .classes import TissueClasses
 
 CARD_NAME = "histodiff.json"
 CARD_FORMAT = "napari-histodiff-model"
-CARD_VERSION = 1
+CARD_VERSION = 2
 SPACES = ("pixel", "latent")
-CONDITIONINGS = ("mask-onehot",)
+CONDITIONINGS = ("mask-onehot", "none")
 
 
 @dataclass
@@ -47,7 +47,8 @@ class ModelCard:
         Physical pixel size of the training images, if known.
     conditioning : str
         How the mask reaches the UNet; ``"mask-onehot"``: one channel per
-        class concatenated to the noisy input.
+        class concatenated to the noisy input; ``"none"``: an unconditional
+        model (the UNet takes the noisy canvas only).
     image_channels : int
         Channels of the image (3, RGB).
     provenance : dict
@@ -62,6 +63,15 @@ class ModelCard:
         scaled as the forward process scales the clean image at the first
         timestep (:meth:`napari_histodiff.conditioning.MaskCondition.mean_canvas`).
         None: centred on zero.
+    latent_preview : dict or None
+        Latent models: a linear map from the diffusion latents (VAE latents
+        times ``latent_scaling``) to RGB in [-1, 1], ``{"weight": 3 rows of C
+        numbers, "bias": 3 numbers}``, fitted when the VAE was trained; live
+        previews use it instead of a VAE decode per step. None: previews
+        decode.
+    autoencoder : dict or None
+        Latent models: facts about the VAE (factor, latent channels, the
+        reconstruction figures on held-out images, how it was trained).
     """
 
     classes: TissueClasses
@@ -75,9 +85,16 @@ class ModelCard:
     provenance: dict[str, Any] = field(default_factory=dict)
     mask_resolution_factor: int = 4
     class_means: list[list[float]] | None = None
+    latent_preview: dict[str, Any] | None = None
+    autoencoder: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
+        if self.latent_preview is not None:
+            check_latent_preview(self.latent_preview, CARD_NAME)
+        if self.autoencoder is not None and not isinstance(self.autoencoder, dict):
+            raise ModelFormatError(f"{CARD_NAME}: autoencoder must be an object "
+                                   f"(a dict) or null, got {self.autoencoder!r:.80}")
         if self.class_means is not None:
             means = self.class_means
             if (not isinstance(means, list) or len(means) != len(self.classes)
@@ -180,6 +197,11 @@ class ModelCard:
             raise ModelFormatError(
                 f"{source}: unknown model card fields {unknown}; this "
                 f"napari-histodiff knows {sorted(known)}")
+        if fields.get("space") == "latent" and "latent_scaling" not in fields:
+            raise ModelFormatError(
+                f"{source}: a latent model's card must give latent_scaling (the "
+                "factor applied to the VAE latents, 1/std of the training "
+                "latents; `histodiff train vae` records it)")
         if "classes" not in fields:
             raise ModelFormatError(
                 f"{source}: the model card has no 'classes' (a list of "
@@ -233,6 +255,29 @@ class ModelCard:
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
             raise ModelFormatError(f"{path}: not valid JSON ({exc})") from exc
         return cls.from_dict(data, source=str(path))
+
+
+def check_latent_preview(preview: Any, source: str) -> None:
+    """Refuse a latent preview map that is not 3 x C weights and 3 biases."""
+    ok = isinstance(preview, dict) and set(preview) == {"weight", "bias"}
+    if ok:
+        weight, bias = preview["weight"], preview["bias"]
+        ok = (isinstance(weight, list) and len(weight) == 3
+              and all(isinstance(r, list) and r for r in weight)
+              and len({len(r) for r in weight}) == 1
+              and isinstance(bias, list) and len(bias) == 3
+              and all(_is_number(v) for r in weight for v in r)
+              and all(_is_number(v) for v in bias))
+    if not ok:
+        raise ModelFormatError(
+            f"{source}: latent_preview must be {{\"weight\": 3 rows of C "
+            f"numbers, \"bias\": 3 numbers}} or null, got {preview!r:.120}")
+
+
+def latent_preview_arrays(preview: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The preview map as float32 arrays: weight (3, C), bias (3,)."""
+    return (np.asarray(preview["weight"], dtype=np.float32),
+            np.asarray(preview["bias"], dtype=np.float32))
 
 
 def _is_int(value: Any) -> bool:

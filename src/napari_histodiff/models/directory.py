@@ -279,22 +279,45 @@ def load_components(path: str | Path, device=None, dtype=None) -> dict[str, Any]
 
 
 def _check_consistency(path: Path, parts: dict[str, Any]) -> None:
+    from .factory import vae_factor
+
     card: ModelCard = parts["card"]
     unet = parts["unet"]
-    channels = 4 if card.space == "latent" else card.image_channels
-    expected = channels + card.num_classes
+    vae = parts["vae"]
+    if card.space == "latent" and vae is None:
+        raise ModelFormatError(
+            f"model: {path} is a latent model (space 'latent' in {CARD_NAME}) but "
+            "has no vae/; copy the autoencoder's vae/ folder into it")
+    if card.space == "latent":
+        factor = vae_factor(vae)
+        if factor != card.vae_scale_factor:
+            raise ModelFormatError(
+                f"model: {path}/vae has spatial factor {factor} "
+                f"({len(vae.config.block_out_channels)} blocks) but {CARD_NAME} "
+                f"says vae_scale_factor {card.vae_scale_factor}; the VAE was "
+                "trained for another factor than the card says")
+        channels = vae.config.latent_channels
+    else:
+        channels = card.image_channels
+    extra = 0 if card.conditioning == "none" else card.num_classes
+    expected = channels + extra
     if unet.config.in_channels != expected:
+        source = ("latent channels of its vae/" if card.space == "latent"
+                  else "image channels")
+        classes = f" + {extra} class channels" if extra else ", unconditional"
         raise ModelFormatError(
             f"model: {path}/unet takes {unet.config.in_channels} input channels "
-            f"but the card implies {expected} ({channels} image + "
-            f"{card.num_classes} class channels)"
-        )
-    if card.space == "latent" and parts["vae"] is None:
-        raise ModelFormatError(f"model: {path} is a latent model but has no vae/")
+            f"but the model implies {expected} ({channels} {source}{classes})")
     if unet.config.out_channels != channels:
         raise ModelFormatError(
             f"model: {path}/unet gives {unet.config.out_channels} output channels "
-            f"but the card implies {channels} ({card.space} model)")
+            f"but {path} implies {channels} ({card.space} model)")
+    if card.latent_preview is not None:
+        width = len(card.latent_preview["weight"][0])
+        if width != channels:
+            raise ModelFormatError(
+                f"model: {path}/{CARD_NAME} latent_preview maps {width} channels "
+                f"but the canvas has {channels}")
     sample = unet.config.sample_size
     window = card.patch_size // card.vae_scale_factor
     if isinstance(sample, (list, tuple)):

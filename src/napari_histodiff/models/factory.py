@@ -58,18 +58,53 @@ def build_unet(
     )
 
 
-def build_vae(size: str = "tiny"):
-    """A randomly initialised ``AutoencoderKL`` with a spatial factor of 4."""
+VAE_FACTORS = (4, 8)
+VAE_SIZES: dict[str, tuple[int, ...]] = {
+    "tiny": (32, 64, 64), "small": (64, 128, 128), "base": (64, 128, 256)}
+
+
+def vae_factor(vae) -> int:
+    """Pixels per latent pixel along one side of an ``AutoencoderKL``.
+
+    Every encoder block but the last halves the image, so the factor is
+    ``2 ** (len(block_out_channels) - 1)``.
+    """
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+def build_vae(size: str = "tiny", factor: int = 4,
+              latent_channels: int = LATENT_CHANNELS):
+    """A randomly initialised ``AutoencoderKL`` of a named size.
+
+    Parameters
+    ----------
+    size : {"tiny", "small", "base"}
+        Channel widths of the blocks (factor 8 repeats the widest block).
+    factor : {4, 8}
+        Spatial factor: one latent pixel per ``factor x factor`` pixels.
+    latent_channels : int
+        Channels of the latent (4 as Stable Diffusion, 3 as HistoDiffusion).
+    """
     from diffusers import AutoencoderKL
 
-    channels = {"tiny": (32, 64, 64), "small": (64, 128, 128), "base": (64, 128, 256)}
+    if size not in VAE_SIZES:
+        raise InputError(f"size: {size!r} is not one of {', '.join(VAE_SIZES)}")
+    if isinstance(factor, bool) or factor not in VAE_FACTORS:
+        raise InputError(f"factor: expected one of {VAE_FACTORS}, got {factor!r}")
+    if (isinstance(latent_channels, bool) or not isinstance(latent_channels, int)
+            or not 1 <= latent_channels <= 64):
+        raise InputError(f"latent_channels: expected an integer from 1 to 64, "
+                         f"got {latent_channels!r}")
+    channels = VAE_SIZES[size]
+    if factor == 8:
+        channels = channels + channels[-1:]
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        latent_channels=LATENT_CHANNELS,
-        block_out_channels=channels.get(size, channels["tiny"]),
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=latent_channels,
+        block_out_channels=channels,
+        down_block_types=("DownEncoderBlock2D",) * len(channels),
+        up_block_types=("UpDecoderBlock2D",) * len(channels),
         norm_num_groups=32,
         layers_per_block=1,
     )
