@@ -26,6 +26,7 @@ _SUBCOMMAND_MODULES = (
     "generate_mask",
     "label",
     "train",
+    "metrics",
     "study",
     "bench",
     "demo",
