@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..devices import DEVICES
+from ..models import DEMO_NAME, SHIPPED_NAMES, demo_model_path
 from ._common import connect_while_alive, make_worker, notify_error
 from ._state import get_state
 
@@ -55,8 +56,10 @@ class ModelWidget(QWidget):
 
         self.source = QComboBox()
         self.source.setEditable(True)
-        self.source.addItem("demo")
-        if self.state.source != "demo":
+        for name in SHIPPED_NAMES:
+            if demo_model_path(name) is not None or name == DEMO_NAME:
+                self.source.addItem(name)
+        if self.state.source not in SHIPPED_NAMES:
             self.source.addItem(self.state.source)
         self.source.setCurrentText(self.state.source)
         self.source.setToolTip(HUB_HINT)

@@ -24,9 +24,12 @@ Key = tuple[str, str, str]
 
 
 def source_kind(source: str) -> str:
-    """``demo``, ``folder`` or ``hub`` for a model source typed by a user."""
+    """``demo`` (a shipped model's name), ``folder`` or ``hub`` for a model
+    source typed by a user."""
+    from . import SHIPPED_NAMES
+
     text = str(source).strip()
-    if text == "demo":
+    if text in SHIPPED_NAMES:
         return "demo"
     p = Path(text).expanduser()
     if p.exists() or p.is_absolute() or text.startswith((".", "~")):
@@ -55,7 +58,7 @@ def resolve_source(source: str | Path, download: bool = True) -> Path:
                          "Hugging Face id (owner/name)")
     kind = source_kind(text)
     if kind == "demo":
-        return resolve_model_path("demo").resolve()
+        return resolve_model_path(text).resolve()
     if kind == "hub" and not Path(text).exists():
         if not download:
             raise InputError(f"model: {text} is a Hugging Face id; it is "

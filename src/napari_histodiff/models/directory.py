@@ -278,9 +278,16 @@ def load_components(path: str | Path, device=None, dtype=None) -> dict[str, Any]
     return parts
 
 
-def _check_consistency(path: Path, parts: dict[str, Any]) -> None:
-    from .factory import vae_factor
+def vae_factor(vae) -> int:
+    """Pixels per latent pixel along one side of an ``AutoencoderKL``.
 
+    Every encoder block but the last halves the image, so the factor is
+    ``2 ** (len(block_out_channels) - 1)``.
+    """
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+def _check_consistency(path: Path, parts: dict[str, Any]) -> None:
     card: ModelCard = parts["card"]
     unet = parts["unet"]
     vae = parts["vae"]

@@ -14,7 +14,7 @@ from ..errors import InputError
 from ..outputs import check_output
 from .card import ModelCard
 from .classes import TissueClasses
-from .directory import save_components
+from .directory import save_components, vae_factor  # noqa: F401 (re-export)
 
 # Image UNet sizes: (block_out_channels, layers_per_block, attention in last block)
 UNET_SIZES: dict[str, dict[str, Any]] = {
@@ -61,15 +61,6 @@ def build_unet(
 VAE_FACTORS = (4, 8)
 VAE_SIZES: dict[str, tuple[int, ...]] = {
     "tiny": (32, 64, 64), "small": (64, 128, 128), "base": (64, 128, 256)}
-
-
-def vae_factor(vae) -> int:
-    """Pixels per latent pixel along one side of an ``AutoencoderKL``.
-
-    Every encoder block but the last halves the image, so the factor is
-    ``2 ** (len(block_out_channels) - 1)``.
-    """
-    return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
 def build_vae(size: str = "tiny", factor: int = 4,

@@ -38,7 +38,7 @@ from ..conditioning import (
 from ..defaults import DEFAULT_GUIDANCE, NOISE_MEANS
 from ..errors import InputError, ModelFormatError
 from ..hashing import array_sha256
-from ..models.card import ModelCard
+from ..models.card import ModelCard, latent_preview_arrays
 from ..sampling.engine import (
     DEFAULT_CHUNK,
     DEFAULT_WINDOW_BATCH,
@@ -54,6 +54,10 @@ from ..sampling.strategies import (
     Strategy,
     get_strategy,
 )
+
+#: Latent region regeneration: the band (in latent pixels) over which kept
+#: pixels are blended back into the decoded image around the region.
+FEATHER_LATENTS = 4
 
 
 @dataclass
@@ -272,9 +276,6 @@ class HistoDiffPipeline(DiffusionPipeline):
                              f"{regenerate.shape}")
         if not regenerate.any():
             raise InputError("regenerate: no pixel is marked for regeneration")
-        if self.card.space != "pixel":
-            raise InputError("context_image: region regeneration supports "
-                             "pixel-space models only in this version")
         if isinstance(strategy, DiffInfinite):
             raise InputError("strategy: region regeneration works with "
                              "random-shift, tiled or multidiffusion, not "
@@ -285,6 +286,33 @@ class HistoDiffPipeline(DiffusionPipeline):
                              f"unipc), not {type(scheduler).__name__}")
         context = np.moveaxis(context_image.astype(np.float32) / 127.5 - 1.0, -1, 0)
         return np.ascontiguousarray(context), ~regenerate
+
+    def _latent_context(self, context: np.ndarray, keep: np.ndarray):
+        """Region regeneration of a latent model: the context as latents, the
+        latent pixels to hold, and the pixels to paste back at the end.
+
+        A latent pixel is held only when every image pixel it spans is kept
+        (a regenerated pixel frees its whole latent pixel). After the decode,
+        kept pixels are blended back over a band of ``FEATHER_LATENTS``
+        latent pixels from the region: exact beyond it, the decoded image
+        at the region's edge, so neither the autoencoder's reconstruction
+        error nor a hard border shows.
+        """
+        from scipy.ndimage import distance_transform_edt
+
+        from ..sampling.encode import encode_tiled, pad_to_factor
+
+        f = self.card.vae_scale_factor
+        p = next(self.vae.parameters())
+        latents = encode_tiled(self.vae, context, f, self.card.latent_scaling,
+                               p.device, p.dtype, tile=4 * self.card.latent_patch_size)
+        padded = pad_to_factor(keep[None], f)[0]
+        h, w = padded.shape[0] // f, padded.shape[1] // f
+        keep_latent = padded.reshape(h, f, w, f).all(axis=(1, 3))
+        distance = distance_transform_edt(keep)
+        alpha = np.clip(distance / (FEATHER_LATENTS * f), 0.0, 1.0).astype(np.float32)
+        pixels = np.rint((context + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+        return latents, keep_latent, (pixels, alpha)
 
     def _choose_store(self, store: str, canvas_shape, image_shape, store_path
                       ) -> str:
@@ -380,6 +408,12 @@ class HistoDiffPipeline(DiffusionPipeline):
         mask = self.check_inputs(mask, guidance_scale, num_inference_steps, seed,
                                  window_batch, strat, sampler, chunk)
         check_int(preview_every, "preview_every", minimum=1)
+        if self.card.conditioning == "none" and mask.any():
+            raise InputError(
+                f"mask: {self.source} is an unconditional model (conditioning "
+                "'none' in its card): it does not follow a mask. Give an all-0 "
+                "(unknown) mask of the output size, or use a mask-conditioned "
+                "model")
         guidance_scale = float(guidance_scale)
         context, keep = self._check_context(mask, context_image, regenerate, strat,
                                             sampler)
@@ -388,13 +422,17 @@ class HistoDiffPipeline(DiffusionPipeline):
         f = card.vae_scale_factor
 
         # 2. Conditions and guidance: the mask as class channels (null = all
-        #    unknown) guided by guidance_scale, then any further ones
+        #    unknown) guided by guidance_scale, then any further ones; an
+        #    unconditional model takes the mask's size only
         mask_condition = MaskCondition(mask, card.num_classes, factor=f)
+        mask_terms = ([] if card.conditioning == "none" else
+                      [mask_condition])
         denoiser = Denoiser(
             self.unet,
-            conditions=[mask_condition, *self._check_sequence(
+            conditions=[*mask_terms, *self._check_sequence(
                 conditions, Condition, "conditions")],
-            guidance=[ClassifierFreeGuidance("mask", guidance_scale),
+            guidance=[*(ClassifierFreeGuidance("mask", guidance_scale)
+                        for _ in mask_terms),
                       *self._check_sequence(guidance_terms, GuidanceTerm,
                                             "guidance_terms")],
             device=self.unet.device, dtype=self.unet.dtype,
@@ -415,7 +453,14 @@ class HistoDiffPipeline(DiffusionPipeline):
             mask, guidance_scale, num_inference_steps, scheduler, strat.settings(),
             seed, window_batch, chunk, noise_mean), **denoiser.settings()})
 
-        # 4. The engine that will denoise it
+        # 4. The engine that will denoise it (latent regeneration: the
+        #    context encoded, its latents held, its pixels pasted back)
+        paste = None
+        if context is not None and self.vae is not None:
+            context, keep, paste = self._latent_context(context, keep)
+        preview_map = None
+        if self.vae is not None and card.latent_preview is not None:
+            preview_map = latent_preview_arrays(card.latent_preview)
         engine = SynthesisEngine(
             denoiser=denoiser, scheduler=sampler,
             store=store, strategy=strat, canvas_shape=canvas_shape,
@@ -424,6 +469,7 @@ class HistoDiffPipeline(DiffusionPipeline):
             window_batch=int(window_batch), chunk=chunk, vae=self.vae,
             latent_scaling=card.latent_scaling, factor=f,
             preview_every=preview_every, context=context, keep=keep,
+            preview_map=preview_map, paste=paste,
             noise_mean=None if noise_mean == "zero" else functools.partial(
                 mask_condition.mean_canvas, means=card.class_means),
         )

@@ -86,8 +86,8 @@ def run_diffinfinite(engine) -> Iterator[Event]:
         engine.steps_done = k + 1
         st.set_attrs(step=engine.steps_done)
         regions = []
-        if engine.vae is not None and (k + 1) % engine.preview_every == 0 \
-                and k + 1 < len(timesteps):
+        if engine.vae is not None and engine.preview_map is None and \
+                (k + 1) % engine.preview_every == 0 and k + 1 < len(timesteps):
             regions = list(engine.decode("x0", "preview"))
         yield StepEvent(step=k + 1, total_steps=len(timesteps), timestep=t,
                         regions=regions or [(0, engine.image_shape[0], 0,
@@ -99,6 +99,13 @@ def _write_preview(engine, cy, cx, x0: np.ndarray, todo: np.ndarray) -> None:
     if engine.vae is None:
         old = np.asarray(engine.store["preview"][:, cy, cx])
         engine.store["preview"][:, cy, cx] = np.where(todo[None], to_uint8(x0), old)
+    elif engine.preview_map is not None:  # latents shown through the linear map
+        y0, y1, px0, px1 = engine._pixel_region(cy, cx)
+        f = engine.factor
+        rgb = engine._mapped_preview(x0, y1 - y0, px1 - px0)
+        mark = np.repeat(np.repeat(todo, f, axis=0), f, axis=1)[:y1 - y0, :px1 - px0]
+        old = np.asarray(engine.store["preview"][:, y0:y1, px0:px1])
+        engine.store["preview"][:, y0:y1, px0:px1] = np.where(mark[None], rgb, old)
     else:
         old = np.asarray(engine.store["x0"][:, cy, cx])
         engine.store["x0"][:, cy, cx] = np.where(todo[None], x0, old)

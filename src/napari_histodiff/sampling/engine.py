@@ -75,8 +75,14 @@ class SynthesisEngine:
     factor : int
         Image pixels per canvas pixel along a side (the VAE factor, else 1).
     preview_every : int
-        Latent models: decode a preview every this many steps (pixel models
-        update the preview every step at no cost).
+        Latent models without ``preview_map``: decode a preview every this
+        many steps (pixel models update the preview every step at no cost).
+    preview_map : (weight, bias), optional
+        Latent models: arrays (3, C) and (3,) mapping the denoised latents
+        (``x0``) per canvas pixel to RGB in [-1, 1] (the model card's
+        ``latent_preview``). With it the preview follows every step at almost
+        no cost (a 3 x C product per latent pixel, shown in blocks of
+        ``factor`` pixels) and the VAE decodes once, at the end.
     context : np.ndarray, optional
         (C, h, w) clean canvas values to hold where ``keep`` is True (region
         regeneration): after every step those pixels are replaced by the
@@ -85,6 +91,12 @@ class SynthesisEngine:
         equal the context exactly.
     keep : np.ndarray, optional
         (h, w) bool, True where the context is held.
+    paste : (image, alpha), optional
+        Latent region regeneration: (3, H, W) uint8 pixels and (H, W) float32
+        weights in [0, 1]. The final image is ``alpha * image + (1 - alpha) *
+        decoded``, so pixels far from the regenerated region keep their exact
+        values (a VAE reconstruction would change them slightly) and the
+        regenerated ones blend in over a feathered band.
     noise_mean : callable, optional
         ``noise_mean(rows, cols) -> (C, h, w)``: the expected clean canvas, on
         which the initial noise is centred (see
@@ -97,7 +109,7 @@ class SynthesisEngine:
                  window_batch: int = DEFAULT_WINDOW_BATCH,
                  chunk: int = DEFAULT_CHUNK, vae=None, latent_scaling: float = 1.0,
                  factor: int = 1, preview_every: int = 5, context=None,
-                 keep=None, noise_mean=None):
+                 keep=None, noise_mean=None, preview_map=None, paste=None):
         self.denoiser = denoiser
         self.scheduler = scheduler
         self.store = store
@@ -116,6 +128,8 @@ class SynthesisEngine:
         self.context = context
         self.keep = keep
         self.noise_mean = noise_mean
+        self.preview_map = preview_map
+        self.paste = paste
         self._cancel = threading.Event()
         self.windows_evaluated = 0
         self.windows_per_step: list[int] = []
@@ -145,7 +159,7 @@ class SynthesisEngine:
         st.create("model_output", (c, h, w), np.float32)
         st.create("preview", (3, H, W), np.uint8)
         st.create("image", (3, H, W), np.uint8)
-        if self.vae is not None:
+        if self.vae is not None and self.preview_map is None:
             st.create("x0", (c, h, w), np.float32)
         st.set_attrs(status="running", step=0, total_steps=self.num_inference_steps)
         self.scheduler.set_timesteps(self.num_inference_steps)
@@ -283,19 +297,35 @@ class SynthesisEngine:
         for i, ((sy, sx), x0) in enumerate(self.stepper.step(k, t)):
             if self.context is not None:
                 self._hold_chunk(k, t_next, i, sy, sx)
+            region = self._pixel_region(sy, sx)
             if self.vae is None:
                 self.store["preview"][:, sy, sx] = to_uint8(x0)
+            elif self.preview_map is not None:
+                y0, y1, x0_, x1 = region
+                self.store["preview"][:, y0:y1, x0_:x1] = self._mapped_preview(
+                    x0, y1 - y0, x1 - x0_)
             else:
                 self.store["x0"][:, sy, sx] = x0
-            regions.append(self._pixel_region(sy, sx))
+            regions.append(region)
         self.steps_done = k + 1
         self.store.set_attrs(step=self.steps_done)
-        if self.vae is not None and not last and (k + 1) % self.preview_every == 0:
+        if (self.vae is not None and self.preview_map is None and not last
+                and (k + 1) % self.preview_every == 0):
             regions = list(self.decode("x0", "preview"))
         yield StepEvent(step=k + 1, total_steps=self.num_inference_steps,
                         timestep=int(t), regions=regions,
                         windows=self.windows_per_step[-1] if self.windows_per_step
                         else 0)
+
+    def _mapped_preview(self, x0: np.ndarray, height: int, width: int
+                        ) -> np.ndarray:
+        """(3, height, width) uint8 preview of latents ``x0`` (C, h, w) through
+        the linear preview map, each latent pixel shown as f x f pixels."""
+        weight, bias = self.preview_map
+        rgb = np.tensordot(weight, x0, axes=1) + bias[:, None, None]
+        f = self.factor
+        rgb = np.repeat(np.repeat(rgb, f, axis=1), f, axis=2)
+        return to_uint8(rgb[:, :height, :width])
 
     def _pixel_region(self, sy: slice, sx: slice):
         f = self.factor
@@ -310,6 +340,17 @@ class SynthesisEngine:
             self.latent_scaling, p.device, p.dtype,
         )
 
+    def _paste(self, y0: int, y1: int, x0: int, x1: int) -> None:
+        """Blend the kept pixels back into a decoded region (see ``paste``)."""
+        pixels, alpha = self.paste
+        a = alpha[y0:y1, x0:x1][None]
+        if not a.any():
+            return
+        decoded = np.asarray(self.store["image"][:, y0:y1, x0:x1], np.float32)
+        kept = pixels[:, y0:y1, x0:x1].astype(np.float32)
+        out = np.rint(a * kept + (1.0 - a) * decoded)
+        self.store["image"][:, y0:y1, x0:x1] = np.clip(out, 0, 255).astype(np.uint8)
+
     def _finish(self) -> Iterator[Event]:
         """Write the final image and report each finished region."""
         st = self.store
@@ -323,6 +364,8 @@ class SynthesisEngine:
         else:
             for region in self.decode("latents", "image"):
                 y0, y1, x0, x1 = region
+                if self.paste is not None:
+                    self._paste(y0, y1, x0, x1)
                 st["preview"][:, y0:y1, x0:x1] = st["image"][:, y0:y1, x0:x1]
                 yield RegionDoneEvent(region=region)
         for name in ("model_output", "weight", "x0", "previous"):
