@@ -121,10 +121,9 @@ def _check_out(out: Path, overwrite: bool, sheet: bool) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     """Measure; print the JSON; write the table, JSON and sheet into --out."""
+    from ..devices import resolve_device
     from ..metrics.measure import measure_realism
     from ..outputs import atomic_output
-
-    from ..devices import resolve_device
 
     paths = _check_out(args.out, args.overwrite, args.train is not None)
     device = str(resolve_device(args.device))

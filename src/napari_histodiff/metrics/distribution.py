@@ -97,7 +97,8 @@ def _kid(real: np.ndarray, fake: np.ndarray, subsets: int, subset_size: int,
 
 def fid_kid(real: np.ndarray, fake: np.ndarray, *, n_bootstrap: int = DEFAULT_BOOTSTRAP,
             seed: int = 0, kid_subsets: int = 50, kid_subset_size: int = 1000,
-            extractor: str = "the features") -> dict[str, Any]:
+            extractor: str = "the features",
+            names: tuple[str, str] = ("real", "synthetic")) -> dict[str, Any]:
     """FID and KID with bootstrap confidence intervals.
 
     Parameters
@@ -113,6 +114,8 @@ def fid_kid(real: np.ndarray, fake: np.ndarray, *, n_bootstrap: int = DEFAULT_BO
         resample uses ``BOOTSTRAP_KID_SUBSETS`` of them.
     extractor : str
         Named in errors.
+    names : (str, str)
+        The two sets as errors name them (``--real``, ``--synthetic``).
 
     Returns
     -------
@@ -126,7 +129,7 @@ def fid_kid(real: np.ndarray, fake: np.ndarray, *, n_bootstrap: int = DEFAULT_BO
     dims = real.shape[1]
     hint = ("add images, lower --tile-size or --min-tissue, or use an extractor "
             "with fewer dimensions")
-    for side, feats in (("real", real), ("synthetic", fake)):
+    for side, feats in zip(names, (real, fake), strict=True):
         require(len(feats), dims + 1, side,
                 f"FID with {extractor} ({dims} dimensions)", hint)
     size = int(min(kid_subset_size, len(real), len(fake)))
@@ -179,8 +182,12 @@ def _ball_counts(points: np.ndarray, centres: np.ndarray, radii: np.ndarray
 
 
 def precision_recall_density_coverage(real: np.ndarray, fake: np.ndarray,
-                                      k: int = DEFAULT_K) -> dict[str, Any]:
+                                      k: int = DEFAULT_K,
+                                      names: tuple[str, str] = ("real", "synthetic"),
+                                      ) -> dict[str, Any]:
     """Improved precision/recall and density/coverage with ``k`` neighbours.
+
+    ``names`` are the two sets as errors name them.
 
     Returns
     -------
@@ -191,7 +198,7 @@ def precision_recall_density_coverage(real: np.ndarray, fake: np.ndarray,
     fake = np.asarray(fake, np.float64)
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise InputError(f"--k: expected an integer >= 1, got {k!r}")
-    for side, feats in (("real", real), ("synthetic", fake)):
+    for side, feats in zip(names, (real, fake), strict=True):
         require(len(feats), k + 1, side, f"precision/recall with k={k} neighbours",
                 "add images, lower --tile-size or --k")
     real_r = kth_neighbour_distance(real, k)

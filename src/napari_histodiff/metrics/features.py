@@ -142,7 +142,14 @@ def read_safetensors(path: str | Path, argname: str = "--weights") -> dict:
 
 def load_checked(module, state: dict, path: str | Path, what: str,
                  argname: str = "--weights") -> None:
-    """Load ``state`` into ``module`` after checking every name and shape.
+    """Load ``state`` into ``module`` after :func:`check_state`."""
+    check_state(module, state, path, what, argname)
+    module.load_state_dict({k: state[k] for k in module.state_dict()}, strict=True)
+
+
+def check_state(module, state: dict, path: str | Path, what: str,
+                argname: str = "--weights") -> None:
+    """Check that ``state`` has exactly the names and shapes of ``module``'s.
 
     Raises
     ------
@@ -165,7 +172,6 @@ def load_checked(module, state: dict, path: str | Path, what: str,
         raise InputError(f"{argname}: {path} does not fit {what}: layer "
                          f"{extra[0]!r} is not in the architecture "
                          f"({len(extra)} unexpected tensor(s))")
-    module.load_state_dict({k: state[k] for k in expected}, strict=True)
 
 
 # -- random and histo --------------------------------------------------------------
@@ -270,8 +276,8 @@ class _Inception:
             def load_state_dict(self, state_dict, strict=True, assign=False):
                 if state_dict is None:  # a stand-in: keep the initial weights
                     return None
-                load_checked(self, state_dict, path, "the FID InceptionV3")
-                return None
+                check_state(self, state_dict, path, "the FID InceptionV3")
+                return super().load_state_dict(state_dict, strict=True)
 
         with _PATCH_LOCK:
             original = fe.load_state_dict_from_url

@@ -160,11 +160,13 @@ def measure_realism(
     t = time.perf_counter()
     _log(progress, "FID and KID")
     dist = fid_kid(feats["real"], feats["synthetic"], n_bootstrap=n_bootstrap,
-                   seed=seed, extractor=f"the {extractor.name} features")
+                   seed=seed, extractor=f"the {extractor.name} features",
+                   names=("--real", "--synthetic"))
     seconds["fid_kid"] = time.perf_counter() - t
     t = time.perf_counter()
     _log(progress, "precision, recall, density, coverage")
-    prdc = precision_recall_density_coverage(feats["real"], feats["synthetic"], k)
+    prdc = precision_recall_density_coverage(feats["real"], feats["synthetic"], k,
+                                             names=("--real", "--synthetic"))
     seconds["prdc"] = time.perf_counter() - t
 
     privacy, pair_rows, pair_tiles = None, [], None

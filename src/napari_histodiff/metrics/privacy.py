@@ -60,7 +60,7 @@ def nearest(reference: np.ndarray, queries: np.ndarray, exclude_self: bool = Fal
 def authenticity(train: np.ndarray, synthetic: np.ndarray) -> float:
     """Share of synthetic samples farther from their nearest training sample
     than that sample's nearest training neighbour (Alaa et al. 2022)."""
-    require(len(train), 2, "train", "authenticity")
+    require(len(train), 2, "--train", "authenticity")
     radius, _ = nearest(train, train, exclude_self=True)
     dist, idx = nearest(train, synthetic)
     return float((dist > radius[idx]).mean())
@@ -108,10 +108,10 @@ def data_copying(train: np.ndarray, heldout: np.ndarray, synthetic: np.ndarray, 
     if isinstance(cells, bool) or not isinstance(cells, int | np.integer) or \
             cells < 1:
         raise InputError(f"--cells: expected an integer >= 1, got {cells!r}")
-    require(len(train), cells, "train", f"the data-copying test with {cells} cells",
+    require(len(train), cells, "--train", f"the data-copying test with {cells} cells",
             "add training images or lower --cells")
-    require(len(heldout), min_cell, "heldout", "the data-copying test")
-    require(len(synthetic), min_cell, "synthetic", "the data-copying test")
+    require(len(heldout), min_cell, "--heldout", "the data-copying test")
+    require(len(synthetic), min_cell, "--synthetic", "the data-copying test")
     km = KMeans(n_clusters=int(cells), n_init=4, random_state=seed).fit(train)
     d_held, _ = nearest(train, heldout)
     d_syn, _ = nearest(train, synthetic)
