@@ -40,8 +40,18 @@ def register(subparsers) -> None:
             "freshly initialised tiny model with a fixed seed."
         ),
     )
+    p.add_argument("--suite", choices=("strategies", "latent"), default="strategies",
+                   help="strategies (default): the strategy table and memory "
+                        "mode; latent: latent vs pixel model at equal output "
+                        "size (default sizes 1024,2048, 5 steps, random-shift) "
+                        "and latent peak RSS at 1024 and 4096 with the canvas "
+                        "on disk")
     p.add_argument("--model", default=None,
-                   help="model directory (default: a fresh tiny random model)")
+                   help="model directory (default: a fresh tiny random model); "
+                        "with --suite latent, the latent model")
+    p.add_argument("--pixel-model", default=None,
+                   help="--suite latent: the pixel model to compare with "
+                        "(default: a fresh tiny random one, same UNet size)")
     p.add_argument("--sizes", default=None,
                    help=f"square canvas sides, comma-separated "
                         f"(default {ints(DEFAULT_SIZES)})")
@@ -82,6 +92,8 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out if it exists")
     p.set_defaults(func=run)
+    from .bench_metrics import register as register_metrics
+    register_metrics(p)
 
 
 def _int_list(text: str | None, name: str, minimum: int) -> tuple[int, ...] | None:
@@ -120,8 +132,13 @@ def settings_from_args(args: argparse.Namespace):
                          f"{args.guidance}")
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads: must be >= 1, got {args.threads}")
-    if args.model is not None and not Path(args.model).is_dir():
-        raise InputError(f"--model: {args.model} is not a model directory")
+    if args.model is not None:
+        from ..models import SHIPPED_NAMES, resolve_model_path
+
+        if args.model in SHIPPED_NAMES:
+            args.model = str(resolve_model_path(args.model))
+        if not Path(args.model).is_dir():
+            raise InputError(f"--model: {args.model} is not a model directory")
     memory_sizes = _int_list(args.memory_sizes, "memory-sizes", 8)
     if args.no_memory:
         memory_sizes = ()
@@ -158,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
     from ..outputs import atomic_output, check_output
     from ..sampling.schedulers import make_scheduler
 
+    if args.suite == "latent":
+        return _run_latent(args)
     settings = settings_from_args(args)
     if args.out is not None:
         check_output(args.out, args.overwrite, "--out", parents=True)
@@ -177,5 +196,57 @@ def run(args: argparse.Namespace) -> int:
         with atomic_output(args.out, args.overwrite, "--out", parents=True) as tmp:
             tmp.write_text(text + "\n")
     print(format_table(report), file=sys.stderr)
+    print(text)
+    return 1 if report["errors"] else 0
+
+
+def _run_latent(args: argparse.Namespace) -> int:
+    """``--suite latent``: latent vs pixel at equal size, and latent memory."""
+    from ..bench.latent import (
+        LATENT_MEMORY_SIZES,
+        LATENT_SIZES,
+        LATENT_STEPS,
+        format_latent_table,
+        run_latent_benchmark,
+    )
+    from ..devices import resolve_device
+    from ..outputs import atomic_output, check_output
+
+    settings = settings_from_args(args)  # the shared checks
+    if args.pixel_model is not None:
+        from ..models import SHIPPED_NAMES, resolve_model_path
+
+        if args.pixel_model in SHIPPED_NAMES:
+            args.pixel_model = str(resolve_model_path(args.pixel_model))
+        if not Path(args.pixel_model).is_dir():
+            raise InputError(f"--pixel-model: {args.pixel_model} is not a model "
+                             "directory")
+    if args.out is not None:
+        check_output(args.out, args.overwrite, "--out", parents=True)
+    try:
+        resolve_device(args.device)
+    except HistodiffError as exc:
+        raise DeviceError(f"--{exc}") from exc
+    strategy = (settings.strategies[0] if args.strategies is not None
+                else "random-shift")
+
+    def log(message: str) -> None:
+        print(f"histodiff bench: {message}", file=sys.stderr, flush=True)
+
+    memory = _int_list(args.memory_sizes, "memory-sizes", 8) or LATENT_MEMORY_SIZES
+    report = run_latent_benchmark(
+        sizes=(() if args.no_table else
+               _int_list(args.sizes, "sizes", 8) or LATENT_SIZES),
+        memory_sizes=() if args.no_memory else memory,
+        steps=args.steps or LATENT_STEPS, memory_steps=args.memory_steps,
+        strategy=strategy, scheduler=args.scheduler, guidance=args.guidance,
+        window_batch=args.window_batch, chunk=args.chunk, device=args.device,
+        threads=args.threads, pixel_model=args.pixel_model,
+        latent_model=args.model, log=log)
+    text = json.dumps(report, indent=2)
+    if args.out is not None:
+        with atomic_output(args.out, args.overwrite, "--out", parents=True) as tmp:
+            tmp.write_text(text + "\n")
+    print(format_latent_table(report), file=sys.stderr)
     print(text)
     return 1 if report["errors"] else 0
