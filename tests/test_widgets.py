@@ -516,3 +516,62 @@ def test_closing_the_dock_leaves_napari_working(make_napari_viewer, qtbot):
     viewer.add_labels(np.zeros((8, 8), np.uint8), name="after")
     viewer.layers["after"].name = "renamed"
     viewer.layers.clear()
+
+
+@pytest.fixture(scope="module")
+def latent_model(tmp_path_factory):
+    """A random latent model (factor 4) whose card has a preview map."""
+    from dataclasses import replace
+
+    from napari_histodiff.models.directory import save_components
+    from napari_histodiff.models.factory import init_model
+
+    path = tmp_path_factory.mktemp("models") / "latent"
+    parts = init_model(path, "background,nuclei,dab,tissue", patch_size=32,
+                       latent=True)
+    card = replace(parts["card"], latent_preview={
+        "weight": [[0.5, 0, 0, 0], [0, 0.5, 0, 0], [0, 0, 0.5, 0]],
+        "bias": [0.0, 0.0, 0.0]})
+    save_components(path, card, overwrite=True, unet=parts["unet"],
+                    scheduler=parts["scheduler"], vae=parts["vae"])
+    return path
+
+
+def test_latent_model_streams_previews_and_regenerates(dock, qtbot, latent_model):
+    """The same panel serves a latent model: previews every step, then a
+    region regenerated with everything outside it unchanged."""
+    from napari_histodiff.sampling.events import StepEvent
+
+    viewer, w = dock
+    w.model.source.setCurrentText(str(latent_model))
+    w.model.load()
+    qtbot.waitUntil(lambda: w.model.state.pipe is not None, timeout=TIMEOUT)
+    assert w.model.state.pipe.card.space == "latent"
+    _mask(w)
+    frames = []
+
+    def grab(item):
+        if isinstance(item, StepEvent) and w.synthesis.job.layer is not None:
+            frames.append(np.asarray(w.synthesis.job.layer.data).copy())
+
+    w.synthesis.steps.setValue(3)
+    w.synthesis.generate()
+    qtbot.waitUntil(lambda: w.synthesis.job is not None and
+                    w.synthesis.job.worker is not None, timeout=TIMEOUT)
+    w.synthesis.job.worker.yielded.connect(grab)
+    qtbot.waitUntil(lambda: not w.synthesis.busy, timeout=TIMEOUT)
+    image = w.synthesis.last_image
+    assert image.data.shape == (64, 64, 3)
+    assert len(frames) >= 2 and any(f.std() > 0 for f in frames)
+    before = np.asarray(image.data).copy()
+    shapes = viewer.add_shapes(name="HistoDiff regions")
+    shapes.add_rectangles(np.array([[16, 16], [48, 48]]) + np.asarray(image.translate))
+    w.synthesis.steps.setValue(2)
+    w.synthesis.seed.setValue(3)
+    w.synthesis.regenerate()
+    qtbot.waitUntil(lambda: not w.synthesis.busy, timeout=TIMEOUT)
+    after = np.asarray(image.data)
+    changed = np.any(after != before, axis=-1)
+    assert changed[24:40, 24:40].mean() > 0.5
+    changed[16:48, 16:48] = False
+    assert not changed.any()

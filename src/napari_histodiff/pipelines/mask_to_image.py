@@ -55,9 +55,9 @@ from ..sampling.strategies import (
     get_strategy,
 )
 
-#: Latent region regeneration: the band (in latent pixels) over which kept
-#: pixels are blended back into the decoded image around the region.
-FEATHER_LATENTS = 4
+#: Latent region regeneration: the band inside the region's edge (in latent
+#: pixels) over which the kept image blends into the decoded one.
+FEATHER_LATENTS = 2
 
 
 @dataclass
@@ -293,10 +293,11 @@ class HistoDiffPipeline(DiffusionPipeline):
 
         A latent pixel is held only when every image pixel it spans is kept
         (a regenerated pixel frees its whole latent pixel). After the decode,
-        kept pixels are blended back over a band of ``FEATHER_LATENTS``
-        latent pixels from the region: exact beyond it, the decoded image
-        at the region's edge, so neither the autoencoder's reconstruction
-        error nor a hard border shows.
+        every kept pixel gets its exact value back (the decode of held
+        latents is only the autoencoder's reconstruction of them), and the
+        regenerated pixels within ``FEATHER_LATENTS`` latent pixels of the
+        region's edge blend from the kept image to the decoded one, so no
+        hard border shows.
         """
         from scipy.ndimage import distance_transform_edt
 
@@ -309,8 +310,9 @@ class HistoDiffPipeline(DiffusionPipeline):
         padded = pad_to_factor(keep[None], f)[0]
         h, w = padded.shape[0] // f, padded.shape[1] // f
         keep_latent = padded.reshape(h, f, w, f).all(axis=(1, 3))
-        distance = distance_transform_edt(keep)
-        alpha = np.clip(distance / (FEATHER_LATENTS * f), 0.0, 1.0).astype(np.float32)
+        inside = distance_transform_edt(~keep)  # 0 on kept pixels
+        alpha = np.clip(1.0 - inside / (FEATHER_LATENTS * f + 1), 0.0, 1.0)
+        alpha = alpha.astype(np.float32)
         pixels = np.rint((context + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
         return latents, keep_latent, (pixels, alpha)
 

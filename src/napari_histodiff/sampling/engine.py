@@ -94,9 +94,9 @@ class SynthesisEngine:
     paste : (image, alpha), optional
         Latent region regeneration: (3, H, W) uint8 pixels and (H, W) float32
         weights in [0, 1]. The final image is ``alpha * image + (1 - alpha) *
-        decoded``, so pixels far from the regenerated region keep their exact
-        values (a VAE reconstruction would change them slightly) and the
-        regenerated ones blend in over a feathered band.
+        decoded``, so kept pixels keep their exact values (a VAE decode would
+        only reconstruct them) and the regenerated ones blend in over a
+        feathered band at the region's edge.
     noise_mean : callable, optional
         ``noise_mean(rows, cols) -> (C, h, w)``: the expected clean canvas, on
         which the initial noise is centred (see
