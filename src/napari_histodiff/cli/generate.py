@@ -28,7 +28,8 @@ def register(subparsers) -> None:
         "generate", help="synthesise an image that follows a mask",
         description="Synthesise a histology image that follows a label mask and "
         "write it as OME-Zarr with the mask as its label image.")
-    p.add_argument("--model", required=True, help="model directory or a shipped model (demo, demo-latent)")
+    p.add_argument("--model", required=True,
+        help="model directory or a shipped model (demo, demo-latent)")
     p.add_argument("--mask", required=True,
                    help="label mask: PNG/TIFF of integer ids, or .npy")
     p.add_argument("--out", required=True, help="output OME-Zarr folder (OUT.zarr)")

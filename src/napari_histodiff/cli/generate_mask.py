@@ -22,7 +22,8 @@ def register(subparsers) -> None:
         description="Generate a label mask with the model's mask generator "
         "(mask_unet/), conditioned on the set of classes to include. Any size: "
         "large masks are denoised window by window.")
-    p.add_argument("--model", required=True, help="model directory or a shipped model (demo, demo-latent)")
+    p.add_argument("--model", required=True,
+        help="model directory or a shipped model (demo, demo-latent)")
     p.add_argument("--classes", required=True,
                    help="comma-separated class names to include, e.g. tumor,stroma")
     p.add_argument("--size", type=size_hw, default=(512, 512),

@@ -39,7 +39,8 @@ def register(subparsers) -> None:
     init.set_defaults(func=run_init)
 
     info = sub.add_parser("info", help="print the model card and parameter counts")
-    info.add_argument("model", help="model directory or a shipped model (demo, demo-latent)")
+    info.add_argument("model",
+        help="model directory or a shipped model (demo, demo-latent)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=run_info)
 
