@@ -153,6 +153,8 @@ def register(subparsers) -> None:
                     help="mask-model window in mask pixels (default 32)")
     _common(pm, steps=6000, batch=32)
     pm.set_defaults(func=run_mask)
+    from .train_encoder import register as register_encoder
+    register_encoder(sub)
 
 
 # -- helpers ------------------------------------------------------------------------

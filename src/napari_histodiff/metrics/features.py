@@ -46,14 +46,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..training.encoder_net import ENCODER_CONFIG, ENCODER_FORMAT, ENCODER_WEIGHTS
 
 #: Names accepted by :func:`make_extractor` (plus ``torchvision:NAME``).
 EXTRACTORS = ("random", "histo", "inception")
 #: Folder of the shipped ``histo`` encoder (present once one is trained).
 SHIPPED_ENCODER = Path(__file__).resolve().parent.parent / "models" / "encoder"
-ENCODER_CONFIG = "config.json"
-ENCODER_WEIGHTS = "encoder.safetensors"
-ENCODER_FORMAT = "napari-histodiff-encoder"
 
 _VISION_HINT = (
     "install the optional extra: pip install 'napari-histodiff[vision]' (it "

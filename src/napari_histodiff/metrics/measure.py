@@ -211,7 +211,10 @@ def measure_realism(
         seconds["mask_fidelity"] = time.perf_counter() - t
     spectral_figures = None
     if spectral:
-        spectral_figures = _spectral(sets["real"].tiles, sets["synthetic"].tiles)
+        t = time.perf_counter()
+        _log(progress, "spectral comparison")
+        spectral_figures = _spectral(real_images, syn_images)
+        seconds["spectral"] = time.perf_counter() - t
     c2st_figures = None
     if c2st:
         t = time.perf_counter()
@@ -313,14 +316,16 @@ def mask_fidelity(real: Sequence[RGBImage], synthetic: Sequence[RGBImage],
             "images": per_image}
 
 
-def _spectral(real_tiles: np.ndarray, synthetic_tiles: np.ndarray
+def _spectral(real: Sequence[RGBImage], synthetic: Sequence[RGBImage]
               ) -> dict[str, Any] | None:
-    """The spectral comparison of the tiles, when :mod:`.spectral` exists."""
+    """The spectral comparison (:mod:`.spectral`) of the whole images, when that
+    module is present."""
     try:
         from .spectral import spectral_comparison
     except ImportError:
         return None
-    return spectral_comparison(list(real_tiles), list(synthetic_tiles))
+    return spectral_comparison([im.read_all() for im in real],
+                               [im.read_all() for im in synthetic])
 
 
 def run_c2st(real: Sequence[RGBImage], synthetic: Sequence[RGBImage],

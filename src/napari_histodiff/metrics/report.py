@@ -52,7 +52,7 @@ class MetricsReport:
     mask_fidelity : dict or None
         Mean Dice of the labeller on the synthetic images against their masks.
     spectral : dict or None
-        :func:`.spectral.spectral_comparison` of real and synthetic tiles.
+        :func:`.spectral.spectral_comparison` of the real and synthetic images.
     c2st : dict or None
         The classifier two-sample test (:mod:`.c2st`), when asked for.
     seconds : dict
