@@ -55,6 +55,9 @@ from ..sampling.strategies import (
     get_strategy,
 )
 
+#: Class guidance strength when ``class_name`` is given without a scale.
+DEFAULT_CLASSIFIER_SCALE = 3.0
+
 #: Latent region regeneration: the band inside the region's edge (in latent
 #: pixels) over which the kept image blends into the decoded one.
 FEATHER_LATENTS = 2
@@ -148,6 +151,11 @@ class HistoDiffPipeline(DiffusionPipeline):
         The mask generator (see :mod:`.mask_pipeline`).
     card : ModelCard
         Classes, window size, space and provenance.
+
+    A model directory with a ``classifier/`` (a noise-aware classifier,
+    :mod:`..models.classifier`) also serves class guidance:
+    ``pipe(mask, class_name="tumour", classifier_scale=3)``; the classifier is
+    loaded on first use.
     """
 
     model_cpu_offload_seq = "unet->vae"
@@ -162,6 +170,7 @@ class HistoDiffPipeline(DiffusionPipeline):
             raise InputError("card: a HistoDiffPipeline needs its ModelCard")
         self.card = card
         self.source = None  # where the weights were loaded from
+        self._classifier = None  # loaded on first use of class guidance
 
     # -- persistence ----------------------------------------------------------------
     def save_pretrained(self, save_directory, overwrite: bool = False,
@@ -357,6 +366,44 @@ class HistoDiffPipeline(DiffusionPipeline):
                                  f"got {type(item).__name__}")
         return list(items)
 
+    @property
+    def classifier(self):
+        """The model's noise-aware classifier (loaded on first use), checked
+        against this model's canvas channels, factor, window and VAE."""
+        if self._classifier is None:
+            from ..models.classifier import load_classifier
+
+            if self.source is None:
+                raise InputError("class_name: this pipeline was not loaded from a "
+                                 "model directory, so it has no classifier/")
+            module = load_classifier(
+                self.source, canvas_channels=self.unet.config.out_channels,
+                factor=self.card.vae_scale_factor,
+                window=self.card.latent_patch_size)
+            self._classifier = module.to(self.unet.device)
+        return self._classifier
+
+    def _class_guidance(self, class_name, classifier_scale) -> list:
+        """The classifier-gradient term that ``class_name`` asks for."""
+        from ..conditioning import ClassifierGuidance
+
+        if class_name is None:
+            if classifier_scale is not None:
+                raise InputError(
+                    f"classifier_scale: {classifier_scale!r} given without "
+                    "class_name; name the class to guide toward")
+            return []
+        if not isinstance(class_name, str):
+            raise InputError(f"class_name: expected a class name, got "
+                             f"{class_name!r}")
+        scale = DEFAULT_CLASSIFIER_SCALE if classifier_scale is None \
+            else classifier_scale
+        check_number(scale, "classifier_scale", minimum=0)
+        classifier = self.classifier
+        target = classifier.config.index(class_name)
+        return [ClassifierGuidance(classifier, target, float(scale),
+                                   name=class_name)]
+
     def _check_noise_mean(self, noise_mean: str) -> str:
         """The effective ``noise_mean``: ``classes`` or ``zero``."""
         if noise_mean not in NOISE_MEANS:
@@ -399,6 +446,8 @@ class HistoDiffPipeline(DiffusionPipeline):
         conditions: Sequence[Condition] = (),
         guidance_terms: Sequence[GuidanceTerm] = (),
         store_overwrite: bool = False,
+        class_name: str | None = None,
+        classifier_scale: float | None = None,
     ) -> SynthesisRun:
         """Check inputs and set up a :class:`SynthesisRun` without running it.
 
@@ -420,6 +469,7 @@ class HistoDiffPipeline(DiffusionPipeline):
         context, keep = self._check_context(mask, context_image, regenerate, strat,
                                             sampler)
         noise_mean = self._check_noise_mean(noise_mean)
+        class_terms = self._class_guidance(class_name, classifier_scale)
         card = self.card
         f = card.vae_scale_factor
 
@@ -436,7 +486,7 @@ class HistoDiffPipeline(DiffusionPipeline):
             guidance=[*(ClassifierFreeGuidance("mask", guidance_scale)
                         for _ in mask_terms),
                       *self._check_sequence(guidance_terms, GuidanceTerm,
-                                            "guidance_terms")],
+                                            "guidance_terms"), *class_terms],
             device=self.unet.device, dtype=self.unet.dtype,
             alphas_cumprod=self.scheduler.alphas_cumprod.numpy(),
         )
@@ -497,6 +547,8 @@ class HistoDiffPipeline(DiffusionPipeline):
         conditions: Sequence[Condition] = (),
         guidance_terms: Sequence[GuidanceTerm] = (),
         store_overwrite: bool = False,
+        class_name: str | None = None,
+        classifier_scale: float | None = None,
         callback=None,
     ) -> HistoDiffOutput:
         """Synthesise an image that follows ``mask``.
@@ -558,6 +610,16 @@ class HistoDiffPipeline(DiffusionPipeline):
             (:class:`~..conditioning.ClassifierFreeGuidance`), or a
             classifier's gradient (:class:`~..conditioning.ClassifierGuidance`).
             Every condition and term is recorded in the settings.
+        class_name : str, optional
+            Steer toward this class of the model's noise-aware classifier
+            (``classifier/``): each step's noise prediction is moved along
+            ``-classifier_scale * sqrt(1 - alpha_bar_t) * grad log p(class |
+            x_t, t)`` (HistoDiffusion's guidance), per window batch, with any
+            scheduler and strategy, and together with the mask guidance of
+            mask-conditioned models.
+        classifier_scale : float, optional
+            Strength of the class guidance (default
+            :data:`DEFAULT_CLASSIFIER_SCALE`; 0 turns it off).
         callback : callable, optional
             Called with every event; return ``False`` to cancel.
 
@@ -571,7 +633,8 @@ class HistoDiffPipeline(DiffusionPipeline):
                            chunk, context_image=context_image,
                            regenerate=regenerate, noise_mean=noise_mean,
                            conditions=conditions, guidance_terms=guidance_terms,
-                           store_overwrite=store_overwrite)
+                           store_overwrite=store_overwrite, class_name=class_name,
+                           classifier_scale=classifier_scale)
         # 5. Denoise, reporting events
         for event in run.events():
             if callback is not None and callback(event) is False:
