@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..training.encoder_net import ENCODER_CONFIG, ENCODER_FORMAT, ENCODER_WEIGHTS
+from ..training.encoder_format import ENCODER_CONFIG, ENCODER_FORMAT, ENCODER_WEIGHTS
 
 #: Names accepted by :func:`make_extractor` (plus ``torchvision:NAME``).
 EXTRACTORS = ("random", "histo", "inception")
@@ -177,7 +177,8 @@ def check_state(module, state: dict, path: str | Path, what: str,
 
 def random_extractor(seed: int = 0, device: str = "cpu") -> FeatureExtractor:
     """The ``random`` extractor: :func:`~..training.encoder_net.random_encoder`."""
-    from ..training.encoder_net import DEFAULT_WIDTHS, random_encoder
+    from ..training.encoder_format import DEFAULT_WIDTHS
+    from ..training.encoder_net import random_encoder
 
     net = random_encoder(seed)
     return FeatureExtractor(net, "random", {"seed": int(seed),

@@ -32,13 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-#: Channel widths of the default network (64 features per tile).
-DEFAULT_WIDTHS = (16, 32, 64, 64)
-#: An encoder folder: ``config.json`` (``format``, ``widths``, ``training``) and
-#: ``encoder.safetensors`` (the :class:`TileEncoder` state).
-ENCODER_FORMAT = "napari-histodiff-encoder"
-ENCODER_CONFIG = "config.json"
-ENCODER_WEIGHTS = "encoder.safetensors"
+from .encoder_format import DEFAULT_WIDTHS
 
 
 class TileEncoder(nn.Module):

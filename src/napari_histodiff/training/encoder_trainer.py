@@ -32,12 +32,11 @@ from ..errors import InputError
 from ..study.images import RGBImage, open_sources
 from ..study.tiles import tissue_fraction
 from .augment import Augment
-from .encoder_net import (
+from .encoder_format import (
     DEFAULT_WIDTHS,
     ENCODER_CONFIG,
     ENCODER_FORMAT,
     ENCODER_WEIGHTS,
-    TileEncoder,
 )
 
 
@@ -193,6 +192,7 @@ def train_encoder(images: Sequence[Any], out: str | Path,
     from torch import nn
 
     from ..outputs import atomic_output, check_output
+    from .encoder_net import TileEncoder
 
     settings = settings or EncoderSettings()
     settings.check()
