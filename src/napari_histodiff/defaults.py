@@ -18,3 +18,7 @@ DEFAULT_MASK_GUIDANCE = 2.0
 DEFAULT_MASK_STEPS = 25
 #: Where the image pipeline centres its initial noise (see ``noise_mean``).
 NOISE_MEANS = ("auto", "classes", "zero")
+
+#: Class guidance strength (``--classifier-scale``) when a class is named
+#: without a scale.
+DEFAULT_CLASSIFIER_SCALE = 3.0

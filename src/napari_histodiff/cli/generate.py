@@ -8,7 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..defaults import DEFAULT_GUIDANCE, NOISE_MEANS
+from ..defaults import DEFAULT_CLASSIFIER_SCALE, DEFAULT_GUIDANCE, NOISE_MEANS
+from ..errors import InputError
 from ..sampling.engine import DEFAULT_WINDOW_BATCH
 from ..sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, scheduler_names
 from ..sampling.strategies import DEFAULT_STRATEGY, STRATEGIES, get_strategy
@@ -23,6 +24,22 @@ from ._common import (
 )
 
 
+def _size(text: str) -> tuple[int, int]:
+    """``HxW`` (or one number for a square) as (height, width)."""
+    parts = text.lower().split("x")
+    try:
+        values = tuple(int(v) for v in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 256x256, got "
+                                         f"{text!r}") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 8 or max(values) > 1_000_000:
+        raise argparse.ArgumentTypeError(f"expected HxW with sides from 8 to "
+                                         f"1000000, got {text!r}")
+    return values
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "generate", help="synthesise an image that follows a mask",
@@ -30,8 +47,11 @@ def register(subparsers) -> None:
         "write it as OME-Zarr with the mask as its label image.")
     p.add_argument("--model", required=True,
         help="model directory or a shipped model (demo, demo-latent)")
-    p.add_argument("--mask", required=True,
-                   help="label mask: PNG/TIFF of integer ids, or .npy")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--mask", help="label mask: PNG/TIFF of integer ids, or .npy")
+    what.add_argument("--size", type=_size, default=None, metavar="HxW",
+                      help="no mask: an all-unknown one of this size (for "
+                      "unconditional and class-guided models), e.g. 256x256")
     p.add_argument("--out", required=True, help="output OME-Zarr folder (OUT.zarr)")
     p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS,
                    help=f"denoising steps (default {DEFAULT_STEPS})")
@@ -51,6 +71,12 @@ def register(subparsers) -> None:
     p.add_argument("--window-batch", type=positive_int, default=DEFAULT_WINDOW_BATCH,
                    help=f"windows per UNet call (default {DEFAULT_WINDOW_BATCH})")
     p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--class", dest="class_name", default=None, metavar="NAME",
+                   help="steer toward this class of the model's noise-aware "
+                   "classifier (classifier/; `histodiff train classifier`)")
+    p.add_argument("--classifier-scale", type=nonneg_float, default=None,
+                   help="strength of --class guidance (default "
+                   f"{DEFAULT_CLASSIFIER_SCALE:g}; 0 = off)")
     p.add_argument("--noise-mean", choices=NOISE_MEANS, default="auto",
                    help="centre the initial noise on the class means of the "
                    "model card ('classes'), or not ('zero'); auto: classes when "
@@ -81,17 +107,29 @@ def run(args: argparse.Namespace) -> int:
                              name.replace("_", "-"))
     strategy = get_strategy(args.strategy, stride=args.stride,
                             blend_steps=args.blend_steps)
-    mask = read_mask(args.mask)
+    if args.classifier_scale is not None and args.class_name is None:
+        raise InputError(f"--classifier-scale: {args.classifier_scale:g} given "
+                         "without --class NAME")
+    if args.mask is not None:
+        mask = read_mask(args.mask)
+    else:
+        import numpy as np
+
+        mask = np.zeros(args.size, np.int32)
     result = generate_to_files(
         model=args.model, mask=mask, out=out, steps=args.steps,
         guidance=args.guidance, scheduler=args.scheduler, strategy=strategy,
         stride=None, window_batch=args.window_batch, seed=args.seed,
         store=args.store, device=args.device, fp16=args.fp16,
         noise_mean=args.noise_mean, preview=args.preview,
-        side_by_side=args.side_by_side, overwrite=args.overwrite, quiet=args.quiet)
+        side_by_side=args.side_by_side, overwrite=args.overwrite, quiet=args.quiet,
+        class_name=args.class_name, classifier_scale=args.classifier_scale)
     s = result["stats"]
+    guided = ("" if args.class_name is None else
+              f", class {args.class_name!r}")
     print(f"wrote {out} ({mask.shape[0]}x{mask.shape[1]}, {args.strategy}, "
-          f"{args.steps} steps, guidance {args.guidance}, seed {args.seed}) in "
+          f"{args.steps} steps, guidance {args.guidance}{guided}, seed "
+          f"{args.seed}) in "
           f"{s['seconds']:.1f} s, {s['windows']} windows")
     for name in ("preview", "side_by_side"):
         if result.get(name):
@@ -102,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
 def generate_to_files(*, model, mask, out: Path, steps, guidance, scheduler,
                       strategy, stride, window_batch, seed, store, device, fp16,
                       noise_mean="auto", preview=None, side_by_side=None,
-                      overwrite=False, quiet=False) -> dict:
+                      overwrite=False, quiet=False, class_name=None,
+                      classifier_scale=None) -> dict:
     """Load the model, synthesise, write OME-Zarr (and PNGs); return a summary."""
     import numpy as np
 
@@ -132,7 +171,8 @@ def generate_to_files(*, model, mask, out: Path, steps, guidance, scheduler,
         run = pipe.stream(mask, guidance_scale=guidance, num_inference_steps=steps,
                           scheduler=scheduler, strategy=strategy, stride=stride,
                           seed=seed, window_batch=window_batch, store=store,
-                          store_path=work, noise_mean=noise_mean)
+                          store_path=work, noise_mean=noise_mean,
+                          class_name=class_name, classifier_scale=classifier_scale)
         with progress(steps, "denoising", quiet) as bar:
             for event in run.events():
                 if isinstance(event, StepEvent):

@@ -35,7 +35,7 @@ from ..conditioning import (
     GuidanceTerm,
     MaskCondition,
 )
-from ..defaults import DEFAULT_GUIDANCE, NOISE_MEANS
+from ..defaults import DEFAULT_CLASSIFIER_SCALE, DEFAULT_GUIDANCE, NOISE_MEANS
 from ..errors import InputError, ModelFormatError
 from ..hashing import array_sha256
 from ..models.card import ModelCard, latent_preview_arrays
@@ -54,9 +54,6 @@ from ..sampling.strategies import (
     Strategy,
     get_strategy,
 )
-
-#: Class guidance strength when ``class_name`` is given without a scale.
-DEFAULT_CLASSIFIER_SCALE = 3.0
 
 #: Latent region regeneration: the band inside the region's edge (in latent
 #: pixels) over which the kept image blends into the decoded one.
