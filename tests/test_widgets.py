@@ -575,3 +575,38 @@ def test_latent_model_streams_previews_and_regenerates(dock, qtbot, latent_model
     assert changed[24:40, 24:40].mean() > 0.5
     changed[16:48, 16:48] = False
     assert not changed.any()
+
+
+def test_class_chooser_follows_the_classifier_and_guides(dock, qtbot, tmp_path):
+    """A model with classifier/ fills the Synthesise panel's class chooser;
+    the chosen class and scale reach the synthesis and its settings."""
+    from napari_histodiff.models.classifier import (
+        ClassifierConfig,
+        NoiseAwareClassifier,
+        autoencoder_fingerprint,
+        save_classifier,
+    )
+    from napari_histodiff.models.factory import init_model
+
+    model = tmp_path / "guided"
+    init_model(model, "background,nuclei,dab,tissue", patch_size=32, latent=True)
+    cfg = ClassifierConfig(class_names=["dab", "nuclei"], in_channels=4,
+                           sample_size=8, factor=4,
+                           autoencoder_sha256=autoencoder_fingerprint(model))
+    save_classifier(model, NoiseAwareClassifier(cfg))
+    viewer, w = dock
+    assert not w.synthesis.guide_class.isEnabled()  # the tiny model has none
+    w.model.source.setCurrentText(str(model))
+    w.model.load()
+    qtbot.waitUntil(lambda: w.model.state.pipe is not None, timeout=TIMEOUT)
+    combo = w.synthesis.guide_class
+    assert combo.isEnabled()
+    assert [combo.itemData(i) for i in range(combo.count())] == [None, "dab",
+                                                                  "nuclei"]
+    combo.setCurrentIndex(combo.findData("nuclei"))
+    w.synthesis.classifier_scale.setValue(4.0)
+    _mask(w, 32)
+    image = _generate(qtbot, w, steps=2)
+    guidance = image.metadata["histodiff"]["guidance"]
+    assert guidance[-1] == {"kind": "classifier", "target": 1, "scale": 4.0,
+                            "target_name": "nuclei"}

@@ -38,6 +38,8 @@ class HistoDiffState:
 
     model_changed = Signal(object)
     classes_changed = Signal(object)
+    #: the class names of the chosen model's classifier (None: it has none)
+    guide_classes_changed = Signal(object)
     loading_changed = Signal(bool)
 
     def __init__(self) -> None:
@@ -49,6 +51,7 @@ class HistoDiffState:
         self.worker = None
         self._waiting: list[tuple] = []  # (then, on_error) of waiting callers
         self._classes: TissueClasses | None = None
+        self.guide_classes: list[str] | None = None
         self.read_card()
 
     # -- choice ---------------------------------------------------------------
@@ -64,13 +67,19 @@ class HistoDiffState:
         """Read the classes from the chosen model's card (no weights)."""
         from ..models.cache import resolve_source
         from ..models.card import ModelCard
+        from ..models.classifier import classifier_class_names
 
+        guide = None
         try:
             folder = resolve_source(self.source, download=False)
             classes = ModelCard.load(folder).classes
+            guide = classifier_class_names(folder)
         except HistodiffError:
             classes = None
         self._set_classes(classes)
+        if guide != self.guide_classes:
+            self.guide_classes = guide
+            self.guide_classes_changed.emit(guide)
         return classes
 
     def _set_classes(self, classes: TissueClasses | None) -> None:

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
+from ..defaults import DEFAULT_CLASSIFIER_SCALE
 from ..sampling.events import (
     CancelledEvent,
     FinishedEvent,
@@ -39,6 +40,7 @@ from ._common import (
     CANVAS_KEY,
     SETTINGS_KEY,
     LayerCombo,
+    connect_while_alive,
     image_region_from_shapes,
     level0,
     make_worker,
@@ -107,6 +109,14 @@ class SynthesisWidget(QWidget):
         self.guidance.setRange(0.0, 10.0)
         self.guidance.setSingleStep(0.1)
         self.guidance.setValue(float(prefs["guidance_scale"]))
+        self.guide_class = QComboBox()
+        self.guide_class.setToolTip(
+            "Steer the tissue toward a class of the model's noise-aware "
+            "classifier (models trained with `histodiff train classifier`)")
+        self.classifier_scale = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.classifier_scale.setRange(0.0, 20.0)
+        self.classifier_scale.setSingleStep(0.5)
+        self.classifier_scale.setValue(DEFAULT_CLASSIFIER_SCALE)
         self.steps = _spin(1, 1000, int(prefs["num_inference_steps"]))
         self.scheduler = _combo(SCHEDULERS, prefs["scheduler"])
         self.strategy = _combo(STRATEGIES, prefs["strategy"])
@@ -137,6 +147,8 @@ class SynthesisWidget(QWidget):
         form = QFormLayout()
         form.addRow("Mask layer", self.mask_combo)
         form.addRow("Guidance", self.guidance)
+        form.addRow("Class", self.guide_class)
+        form.addRow("Class scale", self.classifier_scale)
         form.addRow("Steps", self.steps)
         form.addRow("Scheduler", self.scheduler)
         form.addRow("Strategy", self.strategy)
@@ -176,13 +188,34 @@ class SynthesisWidget(QWidget):
         self.regen_button.clicked.connect(self.regenerate)
         if self.state.pipe is not None:
             self.margin.setValue(self.state.pipe.card.patch_size)
+        self._set_guide_classes(self.state.guide_classes)
+        connect_while_alive(self.state.guide_classes_changed, self,
+                            self._set_guide_classes)
+
+    def _set_guide_classes(self, names) -> None:
+        """Fill the class chooser from the model's classifier (if any)."""
+        current = self.guide_class.currentData()
+        self.guide_class.clear()
+        self.guide_class.addItem("none (no class guidance)", None)
+        for name in names or ():
+            self.guide_class.addItem(name, name)
+        self.guide_class.setCurrentIndex(max(0, self.guide_class.findData(current)))
+        has = bool(names)
+        self.guide_class.setEnabled(has)
+        self.classifier_scale.setEnabled(has)
 
     # -- settings -------------------------------------------------------------
     def params(self) -> dict[str, Any]:
         """The synthesis settings chosen in the panel (draws a random seed)."""
         if self.random_seed.isChecked():
             self.seed.setValue(int(np.random.default_rng().integers(0, MAX_SEED)))
+        guide = {}
+        if self.guide_class.currentData() is not None:
+            guide = {"class_name": self.guide_class.currentData(),
+                     "classifier_scale": round(float(self.classifier_scale.value()),
+                                               3)}
         return {
+            **guide,
             "guidance_scale": round(float(self.guidance.value()), 3),
             "num_inference_steps": int(self.steps.value()),
             "scheduler": self.scheduler.currentText(),
@@ -193,7 +226,8 @@ class SynthesisWidget(QWidget):
 
     def _remember(self, params: dict[str, Any]) -> None:
         save_settings(placement=self.placement.currentData(),
-                      **{k: v for k, v in params.items() if k != "seed"})
+                      **{k: v for k, v in params.items()
+                         if k not in ("seed", "class_name", "classifier_scale")})
 
     @property
     def busy(self) -> bool:

@@ -218,6 +218,18 @@ def autoencoder_fingerprint(model_dir: str | Path) -> str | None:
     return digest.hexdigest()
 
 
+def classifier_class_names(model_dir: str | Path) -> list[str] | None:
+    """The class names of ``MODEL/classifier/`` without loading weights, or
+    None when the model has no (readable) classifier (for choosers in the GUI;
+    :func:`load_classifier` says what is wrong with a damaged one)."""
+    path = Path(model_dir) / CLASSIFIER_DIR / CONFIG_NAME
+    try:
+        config = ClassifierConfig.from_dict(json.loads(path.read_text()), str(path))
+    except (OSError, ValueError, ModelFormatError):
+        return None
+    return list(config.class_names)
+
+
 def save_classifier(model_dir: str | Path, module, overwrite: bool = False) -> Path:
     """Write ``module`` (and its config) as ``MODEL/classifier/``, atomically."""
     from safetensors.torch import save_file
