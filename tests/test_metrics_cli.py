@@ -130,3 +130,18 @@ def test_masks_give_mask_fidelity(files, tmp_path):
                             tile_size=16, n_bootstrap=0, seam_period=None)
     assert worse.mask_fidelity["mean_dice"] < 0.9
     assert "mask fidelity" in report.to_markdown()
+
+
+def test_c2st_goes_into_the_report(files):
+    pytest.importorskip("napari_histodiff.metrics.c2st")
+    from napari_histodiff.metrics import measure_realism
+
+    report = measure_realism(
+        [files["real"]], [files["synthetic"]], train=[files["train"]],
+        tile_size=16, n_bootstrap=0, seam_period=None, c2st=True,
+        c2st_options={"tile_size": 32, "seeds": (0,), "train_steps": 5})
+    assert 0.0 <= report.c2st["auc"] <= 1.0
+    assert "auc" in report.c2st["floor"]  # real against the training image
+    table = report.to_markdown()
+    assert "C2ST AUC real vs synthetic" in table and "(floor)" in table
+    assert report.to_dict()["c2st"]["settings"]["train_steps"] == 5

@@ -115,7 +115,9 @@ def measure_realism(
     spectral : bool
         Add the spectral comparison (:mod:`.spectral`) when it is available.
     c2st : bool
-        Run the classifier two-sample test (:mod:`.c2st`) on the whole images.
+        Run the classifier two-sample test (:mod:`.c2st`) on the whole images;
+        with ``heldout`` (else ``train``) also real against those, the
+        real-vs-real floor.
     c2st_options : dict, optional
         Keyword arguments of the two-sample test (``seeds``, ...).
     device : str
@@ -219,8 +221,12 @@ def measure_realism(
     if c2st:
         t = time.perf_counter()
         _log(progress, "classifier two-sample test")
+        floor = heldout if heldout is not None else train
         c2st_figures = run_c2st(real_images, syn_images, tile_size, seed,
-                                c2st_options or {})
+                                c2st_options or {},
+                                _as_images(floor, "--heldout" if heldout is not None
+                                           else "--train") if floor is not None
+                                else None)
         seconds["c2st"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
 
@@ -329,8 +335,13 @@ def _spectral(real: Sequence[RGBImage], synthetic: Sequence[RGBImage]
 
 
 def run_c2st(real: Sequence[RGBImage], synthetic: Sequence[RGBImage],
-             tile_size: int, seed: int, options: dict[str, Any]) -> dict[str, Any]:
-    """The classifier two-sample test (:mod:`.c2st`) on whole images."""
+             tile_size: int, seed: int, options: dict[str, Any],
+             floor: Sequence[RGBImage] | None = None) -> dict[str, Any]:
+    """The classifier two-sample test (:mod:`.c2st`) on whole images.
+
+    With ``floor`` (the held-out real images, else the training images) the
+    same test of real against those gives the real-vs-real floor.
+    """
     try:
         from .c2st import classifier_two_sample_test
     except ImportError as exc:
@@ -338,6 +349,8 @@ def run_c2st(real: Sequence[RGBImage], synthetic: Sequence[RGBImage],
                          ) from exc
     options = {"tile_size": tile_size,
                "seeds": (seed, seed + 1, seed + 2), **options}
+    if floor is not None:
+        options.setdefault("floor_images", [im.read_all() for im in floor])
     result = classifier_two_sample_test([im.read_all() for im in real],
                                         [im.read_all() for im in synthetic],
                                         **options)

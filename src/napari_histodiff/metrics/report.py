@@ -143,7 +143,10 @@ class MetricsReport:
             for key, value in _spectral_rows(self.spectral):
                 rows.append((key, value))
         if self.c2st:
-            rows.append(("C2ST AUC", _c2st_label(self.c2st)))
+            rows.append(("C2ST AUC real vs synthetic", _c2st_label(self.c2st)))
+            if isinstance(self.c2st.get("floor"), dict):
+                rows.append(("C2ST AUC real vs real (floor)",
+                             _c2st_label(self.c2st["floor"])))
         return rows
 
     def to_markdown(self) -> str:

@@ -226,7 +226,7 @@ def train_encoder(images: Sequence[Any], out: str | Path,
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_value = float(loss)
+        loss_value = loss.item()
         if not np.isfinite(loss_value):
             raise InputError(f"--lr: the loss became {loss_value} at step {step}; "
                              f"lower --lr (now {settings.lr})")
