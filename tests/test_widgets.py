@@ -427,6 +427,24 @@ def test_menu_commands(make_napari_viewer, notes):
     viewer.layers.selection.active = viewer.layers["ihc"]
     app.commands.execute_command("napari-histodiff.new_mask").result()
     assert "mask [1]" in viewer.layers
+    # napari appends the plugin's name to menu entries: once, not twice
+    texts = []
+
+    def walk(menu):
+        for action in menu.actions():
+            if action.menu():
+                walk(action.menu())
+            elif "HistoDiff" in action.text():
+                texts.append(action.text())
+
+    for action in viewer.window._qt_window.menuBar().actions():
+        if action.menu():
+            walk(action.menu())
+    assert "New tissue mask (HistoDiff)" in texts
+    assert "Auto-label tissue (HistoDiff)" in texts
+    # (the all-in-one dock is named after the plugin: "HistoDiff (HistoDiff)")
+    assert not [t for t in texts if t.count("HistoDiff") > 1
+                and t != "HistoDiff (HistoDiff)"]
 
 
 def test_sample_data_through_napari(make_napari_viewer, monkeypatch, tmp_path):
