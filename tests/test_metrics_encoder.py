@@ -75,3 +75,29 @@ def test_same_seed_same_encoder(ihc_file, tmp_path):
 def test_bad_settings_are_named(ihc_file, tmp_path, change, message):
     with pytest.raises(InputError, match=message):
         train_encoder([ihc_file], tmp_path / "x", EncoderSettings(**change))
+
+
+def test_shipped_histo_encoder(ihc_file):
+    """The encoder in the package: small, safetensors, and it tells shuffled
+    pixels and a stain change from held-out real tiles."""
+    from napari_histodiff.metrics import distribution as D
+    from napari_histodiff.metrics.features import SHIPPED_ENCODER, make_extractor
+    from napari_histodiff.metrics.imagesets import load_tiles
+
+    files = [p for p in SHIPPED_ENCODER.iterdir() if p.is_file()]
+    assert {p.name for p in files} == {"config.json", "encoder.safetensors"}
+    assert sum(p.stat().st_size for p in files) <= 5 * 2**20
+    torch.set_num_threads(1)
+    ex = make_extractor("histo")
+    assert ex.info["training"]["final_loss"] < ex.info["training"]["chance_loss"]
+    tiles = load_tiles([ihc_file], "real", tile_size=32)
+    even = ((tiles.positions // 32).sum(axis=1) % 2) == 0
+    real, held = tiles.tiles[even], tiles.tiles[~even]
+    rng = np.random.default_rng(0)
+    shuffled = held.reshape(len(held), -1, 3).copy()
+    for t in shuffled:
+        rng.shuffle(t)
+    f_real, f_held = ex(real), ex(held)
+    f_shuffled = ex(shuffled.reshape(held.shape))
+    fid_held = D.fid_kid(f_real, f_held, n_bootstrap=0)["fid"]
+    assert D.fid_kid(f_real, f_shuffled, n_bootstrap=0)["fid"] > 10 * fid_held

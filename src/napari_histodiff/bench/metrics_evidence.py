@@ -11,8 +11,11 @@ measures with :func:`napari_histodiff.metrics.measure.measure_realism`, on
   mask at guidance 0, 1, 2 and 4 (``--steps`` steps, seeds 0..``--seeds``-1,
   random-shift) against the real held-out quadrant, with the privacy figures
   against the training quadrants;
-* ``tiled`` and ``random-shift`` at 1024 x 1024 (the IHC mask mirrored 2 x 2,
-  guidance 2), against the whole real image, with their seam scores.
+* ``tiled`` and ``random-shift`` at ``--big`` pixels (default 1024: the IHC
+  mask mirrored 2 x 2; 512: the IHC mask itself), guidance 2, against the
+  whole real image, with their seam scores.
+
+Each row is written to ``--out`` as soon as it is measured.
 
 Tiles are small (16 px) because the data is one 512 x 512 image: the
 64-dimension ``random`` features need more than 64 tiles a set.
@@ -54,8 +57,9 @@ def _summary(report) -> dict[str, Any]:
 
 
 def run(model: str = "demo", steps: int = 20, seeds: int = 2, tile_size: int = 16,
-        big: bool = True, log=print) -> dict[str, Any]:
-    """Every row of the evidence table (see the module docstring)."""
+        big: int | None = 1024, log=print, save=None) -> dict[str, Any]:
+    """Every row of the evidence table (see the module docstring); ``save`` is
+    called with the rows so far after each one."""
     from skimage.data import immunohistochemistry
 
     from ..masks.labeller import auto_label
@@ -73,6 +77,8 @@ def run(model: str = "demo", steps: int = 20, seeds: int = 2, tile_size: int = 1
                                          "features": "random (seed 0)"}}
     log("floor: held-out quadrant vs training quadrants")
     rows["floor"] = _summary(measure_realism(train, held, **opts))
+    if save:
+        save(rows)
     pipe = HistoDiffPipeline.from_pretrained(model)
     for g in (0.0, 1.0, 2.0, 4.0):
         t = time.perf_counter()
@@ -85,15 +91,24 @@ def run(model: str = "demo", steps: int = 20, seeds: int = 2, tile_size: int = 1
             held, images, train=train, **opts))
         rows[f"guidance {g:g}"]["seconds_generating"] = round(
             time.perf_counter() - t, 1)
+        if save:
+            save(rows)
     if big:
         big_mask = np.block([[mask, mask[:, ::-1]], [mask[::-1], mask[::-1, ::-1]]])
+        big_rgb = np.block([[[rgb], [rgb[:, ::-1]]], [[rgb[::-1]], [rgb[::-1, ::-1]]]])
+        if big == 512:
+            big_mask, big_rgb = mask, rgb
+        elif big != 1024:
+            raise ValueError(f"--big: 512 or 1024, got {big}")
         for strategy in ("tiled", "random-shift"):
             t = time.perf_counter()
             image = pipe(big_mask, guidance_scale=2.0, num_inference_steps=steps,
                          strategy=strategy, seed=0, store="memory").image
-            log(f"{strategy} 1024: generated in {time.perf_counter() - t:.0f} s")
-            rows[f"{strategy} 1024"] = _summary(measure_realism(
-                [("ihc", rgb)], [(strategy, image)], **opts))
+            log(f"{strategy} {big}: generated in {time.perf_counter() - t:.0f} s")
+            rows[f"{strategy} {big}"] = _summary(measure_realism(
+                [("ihc", big_rgb)], [(strategy, image)], **opts))
+            if save:
+                save(rows)
     return rows
 
 
@@ -103,18 +118,21 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--no-big", action="store_true", help="skip the 1024 px rows")
+    p.add_argument("--big", type=int, default=1024, choices=(0, 512, 1024),
+                   help="side of the strategy rows (0: skip them)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    rows = run(args.model, args.steps, args.seeds, big=not args.no_big,
-               log=lambda m: print(m, file=sys.stderr, flush=True))
-    text = json.dumps(rows, indent=2)
-    args.out.write_text(text + "\n")
-    print(text)
+    def save(rows: dict) -> None:
+        args.out.write_text(json.dumps(rows, indent=2) + "\n")
+
+    rows = run(args.model, args.steps, args.seeds, big=args.big or None,
+               log=lambda m: print(m, file=sys.stderr, flush=True), save=save)
+    save(rows)
+    print(json.dumps(rows, indent=2))
     return 0
 
 
