@@ -20,14 +20,15 @@ extractors are not comparable, and every result records which one was used
     The standard FID InceptionV3 (the TensorFlow graph of Heusel et al.,
     architecture from the ``torch-fidelity`` package) with its 2048 pool
     features, from a local safetensors file given by ``--weights``: the only
-    way to put figures next to published FIDs. Needs the optional extra
-    ``pip install napari-histodiff[vision]`` (torch-fidelity and a torchvision
-    built for the installed torch). Tiles are resized to 299 px inside.
+    way to put figures next to published FIDs. Needs torch-fidelity and a
+    torchvision built for the installed torch (``scripts/install-vision.sh``,
+    not a pip extra: pip would replace torch). Tiles are resized to 299 px
+    inside.
 ``torchvision:NAME``
     Any torchvision classification architecture (``torchvision:resnet50``)
     with weights from a local safetensors file, its classification head
     removed; tiles are resized to 224 px and normalised with the ImageNet
-    mean and standard deviation. Same optional extra.
+    mean and standard deviation. Needs the same torchvision.
 
 Weights are read from safetensors files only, never unpickled. A file whose
 tensors do not fit the architecture is refused with the first layer that
@@ -54,9 +55,9 @@ EXTRACTORS = ("random", "histo", "inception")
 SHIPPED_ENCODER = Path(__file__).resolve().parent.parent / "models" / "encoder"
 
 _VISION_HINT = (
-    "install the optional extra: pip install 'napari-histodiff[vision]' (it "
-    "brings torch-fidelity; torchvision must be the build made for your torch, "
-    "e.g. torchvision 0.28 for torch 2.13)")
+    "install them with scripts/install-vision.sh PYTHON (torch-fidelity and the "
+    "torchvision built for your torch, e.g. torchvision 0.28 for torch 2.13; a "
+    "plain `pip install torch-fidelity` would replace torch)")
 
 
 class FeatureExtractor:
