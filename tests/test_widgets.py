@@ -628,3 +628,25 @@ def test_class_chooser_follows_the_classifier_and_guides(dock, qtbot, tmp_path):
     guidance = image.metadata["histodiff"]["guidance"]
     assert guidance[-1] == {"kind": "classifier", "target": 1, "scale": 4.0,
                             "target_name": "nuclei"}
+
+
+def test_unknown_labels_say_how_many_and_where(dock, qtbot, notes):
+    viewer, w = dock
+    layer = _mask(w)
+    layer.data[10:20, 30:34] = 9  # not a class of the tiny model
+    before = np.array(layer.data)
+    _generate(qtbot, w, steps=1)
+    message = notes["error"][-1]
+    assert "label ids [9]" in message
+    assert "40 pixels in x 30-34, y 10-20" in message
+    box = viewer.layers["unknown labels"]
+    corners = np.asarray(box.data[0])
+    assert corners.min(axis=0).tolist() == [10, 30]
+    assert corners.max(axis=0).tolist() == [20, 34]
+    assert np.array_equal(layer.data, before)  # nothing repainted silently
+
+
+def test_regeneration_message_reads_x_then_y():
+    from napari_histodiff._widgets._common import describe_region
+
+    assert describe_region((80, 170, 100, 200)) == "x 100-200, y 80-170"

@@ -16,6 +16,26 @@ class InputError(HistodiffError, ValueError):
     """An argument or a file given by the user cannot be used as it is."""
 
 
+class UnknownLabelsError(InputError):
+    """A mask holds label ids that are not classes of the model.
+
+    Attributes
+    ----------
+    ids : list of int
+        The unknown ids.
+    box : (y0, y1, x0, x1)
+        Bounding box of the pixels that hold them.
+    pixels : int
+        How many pixels hold them.
+    """
+
+    def __init__(self, message: str, ids, box, pixels: int):
+        super().__init__(message)
+        self.ids = list(ids)
+        self.box = tuple(box)
+        self.pixels = int(pixels)
+
+
 class ModelFormatError(HistodiffError, ValueError):
     """A model directory is incomplete or inconsistent."""
 

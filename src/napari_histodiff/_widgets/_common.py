@@ -82,6 +82,12 @@ def notify_error(exc: BaseException, action: str = "") -> None:
                    "are unchanged; see the log for details.")
 
 
+def describe_region(region) -> str:
+    """``(y0, y1, x0, x1)`` as people read it: ``x 100-200, y 80-170``."""
+    y0, y1, x0, x1 = (int(v) for v in region)
+    return f"x {x0}-{x1}, y {y0}-{y1}"
+
+
 def show_info(message: str) -> None:
     from napari.utils.notifications import show_info as _show
 

@@ -41,6 +41,7 @@ from ._common import (
     SETTINGS_KEY,
     LayerCombo,
     connect_while_alive,
+    describe_region,
     image_region_from_shapes,
     level0,
     make_worker,
@@ -398,8 +399,9 @@ class SynthesisWidget(QWidget):
                           context_box=list(job.info["crop"]))
             meta = job.layer.metadata.setdefault(SETTINGS_KEY, {})
             meta.setdefault("regenerated", []).append(record)
-            show_info(f"HistoDiff: region {job.info['region']} of "
-                      f"{job.layer.name!r} regenerated (seed {record['seed']}).")
+            show_info(f"HistoDiff: region {describe_region(job.info['region'])} "
+                      f"of {job.layer.name!r} regenerated (seed "
+                      f"{record['seed']}).")
 
     def _on_error(self, exc: BaseException) -> None:
         job = self.job
@@ -407,11 +409,36 @@ class SynthesisWidget(QWidget):
             else "Generate"
         notify_error(exc, action)
         self.status.setText(f"Failed: {exc}")
+        self._show_unknown_labels(exc, job)
         if job is not None and job.kind == "generate" and job.layer is not None \
                 and job.run is None and job.layer in self.viewer.layers:
             # it failed before the first step: the layer would stay empty
             self.viewer.layers.remove(job.layer)
             job.layer = None
+
+    def _show_unknown_labels(self, exc: BaseException, job) -> None:
+        """Label ids the model does not know: outline where they are (a
+        rectangle in the ``unknown labels`` shapes layer) and centre the view
+        on them, so they can be repainted."""
+        from ..errors import UnknownLabelsError
+        from ._common import unwrap
+
+        exc = unwrap(exc)
+        layer = (job.info.get("mask_layer") if job is not None else None)
+        if not isinstance(exc, UnknownLabelsError) or layer is None or \
+                layer not in self.viewer.layers:
+            return
+        y0, y1, x0, x1 = exc.box
+        corners = np.array([[y0, x0], [y1, x1]], float)
+        world = np.array([layer.data_to_world(c) for c in corners])
+        name = "unknown labels"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        self.viewer.add_shapes([world], shape_type="rectangle", name=name,
+                               edge_color="magenta", face_color="transparent",
+                               edge_width=2)
+        self.viewer.layers.selection.active = layer
+        self.viewer.camera.center = tuple(world.mean(axis=0))
 
     def _done(self, *_args) -> None:
         job, self.job = self.job, None
@@ -476,8 +503,7 @@ class SynthesisWidget(QWidget):
                        info={"region": region, "crop": crop, "inner": inner,
                              "mask": mask_crop, "params": params})
         self._set_busy(True)
-        self.status.setText(f"Regenerating rows {region[0]}-{region[1]}, columns "
-                            f"{region[2]}-{region[3]}…")
+        self.status.setText(f"Regenerating {describe_region(region)}…")
         self.state.load(then=self._start_regenerate, on_error=lambda _e: self._done())
 
     def _drawn_region(self, image_layer, mask_layer):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, UnknownLabelsError
 from ..hashing import row_blocks
 
 UNKNOWN = "unknown"
@@ -174,16 +174,30 @@ class TissueClasses(Sequence[TissueClass]):
         The message names every unknown id, so the user can repaint or remap.
         """
         bad: set[int] = set()
+        count = 0
+        box = [None, None, None, None]  # y0, y1, x0, x1 of the bad pixels
         for rows in row_blocks(mask.shape):  # blockwise: no canvas-sized copy
             block = mask[rows]
             if block.size and (block.min() < 0 or block.max() >= len(self)):
-                outside = block[(block < 0) | (block >= len(self))]
-                bad.update(int(i) for i in np.unique(outside))
+                wrong = (block < 0) | (block >= len(self))
+                bad.update(int(i) for i in np.unique(block[wrong]))
+                count += int(wrong.sum())
+                ys, xs = np.nonzero(wrong.reshape(block.shape[0], -1)
+                                    if block.ndim > 1 else wrong[None])
+                y0 = (rows.start or 0) + int(ys.min())
+                y1 = (rows.start or 0) + int(ys.max()) + 1
+                x0, x1 = int(xs.min()), int(xs.max()) + 1
+                box = [y0 if box[0] is None else min(box[0], y0),
+                       y1 if box[1] is None else max(box[1], y1),
+                       x0 if box[2] is None else min(box[2], x0),
+                       x1 if box[3] is None else max(box[3], x1)]
         bad = sorted(bad)
         if bad:
-            raise InputError(
+            where = (f"{count} pixel{'s' if count != 1 else ''} in x "
+                     f"{box[2]}-{box[3]}, y {box[0]}-{box[1]}")
+            raise UnknownLabelsError(
                 f"{name}: label ids {bad} are not classes of this model, which "
-                f"knows {', '.join(f'{c.index}={c.name}' for c in self._classes)}. "
-                "Repaint or remap those pixels (0 = unknown)."
-            )
+                f"knows {', '.join(f'{c.index}={c.name}' for c in self._classes)} "
+                f"({where}). Repaint or remap those pixels (0 = unknown).",
+                ids=bad, box=box, pixels=count)
 
