@@ -650,3 +650,39 @@ def test_regeneration_message_reads_x_then_y():
     from napari_histodiff._widgets._common import describe_region
 
     assert describe_region((80, 170, 100, 200)) == "x 100-200, y 80-170"
+
+
+def test_time_estimate_before_generate(dock, qtbot):
+    """Before a run the panel says how long it will take: windows x steps x
+    the seconds per window measured for this model and device."""
+    from napari_histodiff.sampling.estimate import estimate_run, seconds_per_window
+
+    viewer, w = dock
+    assert "load the model" in w.synthesis.estimate.text()
+    w.model.load()
+    qtbot.waitUntil(lambda: w.model.state.pipe is not None, timeout=TIMEOUT)
+    _mask(w, 64)
+    w.synthesis.steps.setValue(10)
+    qtbot.waitUntil(lambda: "windows" in w.synthesis.estimate.text(),
+                    timeout=TIMEOUT)
+    pipe = w.model.state.pipe
+    expected = estimate_run(pipe, (64, 64), 10, w.synthesis.strategy.currentText())
+    assert expected.seconds_per_window == seconds_per_window(pipe)  # cached
+    assert f"{expected.windows:,} windows" in w.synthesis.estimate.text()
+    w.synthesis.steps.setValue(20)
+    more = estimate_run(pipe, (64, 64), 20, w.synthesis.strategy.currentText())
+    assert more.windows > expected.windows
+    assert f"{more.windows:,} windows" in w.synthesis.estimate.text()
+
+
+def test_estimate_counts_the_windows_a_run_evaluates(tiny_model):
+    from napari_histodiff import HistoDiffPipeline
+    from napari_histodiff.sampling.estimate import estimate_run
+
+    pipe = HistoDiffPipeline.from_pretrained(tiny_model)
+    mask = np.ones((64, 96), np.int32)
+    for strategy in ("random-shift", "tiled"):
+        out = pipe(mask, num_inference_steps=4, strategy=strategy, seed=0)
+        counted = sum(out.stats["windows_per_step"])
+        guess = estimate_run(pipe, mask.shape, 4, strategy).windows
+        assert abs(guess - counted) <= 0.25 * counted, (strategy, guess, counted)

@@ -72,8 +72,11 @@ def load_model(source: str, device: str, fp16: bool):
     import dask.array  # noqa: F401 - imported here, off the UI thread
 
     from ..pipelines.cache import MODEL_CACHE
+    from ..sampling.estimate import seconds_per_window
 
-    return MODEL_CACHE.get(source, device, fp16)
+    pipe = MODEL_CACHE.get(source, device, fp16)
+    seconds_per_window(pipe)  # measured once per model and device, cached
+    return pipe
 
 
 def regeneration_events(pipe, canvas: LiveCanvas | None, image, mask_crop: np.ndarray,

@@ -134,6 +134,10 @@ class SynthesisWidget(QWidget):
         self.cancel_button.setEnabled(False)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.estimate = QLabel("")
+        self.estimate.setWordWrap(True)
+        self.estimate.setToolTip("windows x steps x the seconds per window "
+                                 "measured for this model on this device")
 
         self.image_combo = LayerCombo(napari_viewer, "rgb")
         self.draw_button = QPushButton("Draw region")
@@ -156,6 +160,7 @@ class SynthesisWidget(QWidget):
         form.addRow("Seed", seed_row)
         form.addRow("Window batch", self.window_batch)
         form.addRow("Show image", self.placement)
+        form.addRow("Time", self.estimate)
         buttons = QHBoxLayout()
         buttons.addWidget(self.generate_button)
         buttons.addWidget(self.cancel_button)
@@ -192,6 +197,37 @@ class SynthesisWidget(QWidget):
         self._set_guide_classes(self.state.guide_classes)
         connect_while_alive(self.state.guide_classes_changed, self,
                             self._set_guide_classes)
+        connect_while_alive(self.state.loading_changed, self,
+                            lambda _busy: self.update_estimate())
+        self.steps.valueChanged.connect(lambda _v: self.update_estimate())
+        self.strategy.currentTextChanged.connect(lambda _t: self.update_estimate())
+        self.mask_combo.currentIndexChanged.connect(self._estimate_later)
+        self.viewer.layers.events.inserted.connect(self._estimate_later)
+        self.viewer.layers.events.removed.connect(self._estimate_later)
+        self.update_estimate()
+
+    def _estimate_later(self, *_args) -> None:
+        QTimer.singleShot(0, self.update_estimate)
+
+    def update_estimate(self) -> None:
+        """Show how long Generate would take for the chosen mask layer."""
+        from ..sampling.estimate import estimate_run
+
+        pipe = self.state.pipe
+        layer = self.mask_combo.layer()
+        if pipe is None:
+            self.estimate.setText("load the model to see an estimate")
+            return
+        if layer is None or np.ndim(layer.data) != 2:
+            self.estimate.setText("choose a mask layer to see an estimate")
+            return
+        try:
+            run = estimate_run(pipe, np.shape(layer.data), int(self.steps.value()),
+                               self.strategy.currentText())
+        except Exception as exc:  # noqa: BLE001 - an estimate never blocks work
+            self.estimate.setText(f"no estimate ({type(exc).__name__})")
+            return
+        self.estimate.setText(f"{run.describe()} on {pipe.unet.device}")
 
     def _set_guide_classes(self, names) -> None:
         """Fill the class chooser from the model's classifier (if any)."""
