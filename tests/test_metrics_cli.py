@@ -168,3 +168,14 @@ def test_ome_zarr_output_is_read_with_its_mask(files, tmp_path):
     assert report.fid == pytest.approx(png.fid)
     assert report.mask_fidelity["mean_dice"] > 0.99
     assert png.mask_fidelity is None
+
+
+def test_bench_metrics_prints_json(capsys):
+    rc = main(["bench", "metrics", "--tiles", "100", "--tile-size", "32",
+               "--bootstrap", "0", "--threads", "1"])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["counts"]["real"]["tiles"] == 100
+    assert result["features"]["name"] == "random"
+    assert result["seconds"]["total"] > 0
+    assert set(result["privacy"]) >= {"authenticity", "C_T", "nn_distance_ratio"}
