@@ -686,3 +686,23 @@ def test_estimate_counts_the_windows_a_run_evaluates(tiny_model):
         counted = sum(out.stats["windows_per_step"])
         guess = estimate_run(pipe, mask.shape, 4, strategy).windows
         assert abs(guess - counted) <= 0.25 * counted, (strategy, guess, counted)
+
+
+def test_generated_mask_goes_beside_the_painted_one(dock, qtbot):
+    """A generated mask never lands on a painted one, and the palette shows a
+    class the new mask includes (issue 18 item 3)."""
+    from qtpy.QtCore import Qt
+
+    viewer, w = dock
+    painted = _mask(w, 48)
+    w.mask.source.setCurrentIndex(w.mask.source.findData("blobs"))
+    w.mask.class_list.item(0).setCheckState(Qt.CheckState.Unchecked)  # background
+    w.mask.generate_mask()
+    generated = viewer.layers["generated mask"]
+    (py0, px0), (py1, px1) = np.asarray(painted.extent.world)[:, -2:]
+    (gy0, gx0), (gy1, gx1) = np.asarray(generated.extent.world)[:, -2:]
+    assert gx0 > px1  # to the right, not on top
+    included = {int(v) for v in np.unique(generated.data)} - {0}
+    assert generated.selected_label in included
+    checked = w.mask.palette_group.checkedId()
+    assert checked == generated.selected_label and checked != 1

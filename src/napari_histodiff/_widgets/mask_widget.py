@@ -305,15 +305,48 @@ class MaskWidget(QWidget):
         return {"scale": tuple(image.scale[-2:]),
                 "translate": tuple(image.translate[-2:])}
 
-    def add_mask(self, data: np.ndarray, name: str, **kwargs):
-        """Add a mask layer with the current classes and make it the target."""
+    def add_mask(self, data: np.ndarray, name: str, beside: bool = False,
+                 **kwargs):
+        """Add a mask layer with the current classes and make it the target.
+
+        ``beside``: place it to the right of every layer whose extent it
+        would overlap (a generated mask never lands on a painted one).
+        """
         classes = self._need_classes() if "classes" not in kwargs \
             else kwargs.pop("classes")
+        if beside:
+            kwargs["translate"] = self._free_place(data.shape, kwargs)
         layer = add_mask_layer(self.viewer, data, classes, name=name, **kwargs)
         layer.brush_size = self.brush.value()
         self.mask_combo.set_layer(layer)
         self._target_changed()
         return layer
+
+    def _free_place(self, shape, kwargs) -> tuple[float, float]:
+        """A translation where a new layer of ``shape`` overlaps no other
+        layer: the asked-for place if it is free, else right of them all."""
+        scale = np.asarray(kwargs.get("scale", (1.0, 1.0)), float)
+        y0, x0 = np.asarray(kwargs.get("translate", (0.0, 0.0)), float)
+        y1, x1 = y0 + shape[0] * scale[0], x0 + shape[1] * scale[1]
+        right = None
+        for layer in self.viewer.layers:
+            (ly0, lx0), (ly1, lx1) = np.asarray(layer.extent.world)[:, -2:]
+            if ly0 < y1 and y0 < ly1 and lx0 < x1 and x0 < lx1:
+                right = lx1 if right is None else max(right, lx1)
+        if right is None:
+            return (float(y0), float(x0))
+        for layer in self.viewer.layers:  # past everything on those rows
+            (ly0, lx0), (ly1, lx1) = np.asarray(layer.extent.world)[:, -2:]
+            if ly0 < y1 and y0 < ly1:
+                right = max(right, lx1)
+        gap = max(8.0, 0.05 * shape[1] * scale[1])
+        return (float(y0), float(right + gap))
+
+    def _select_included(self, layer, ids: list[int]) -> None:
+        """Brush and palette on the first class the new mask includes."""
+        if ids:
+            layer.selected_label = int(ids[0])
+            self._check_palette(ids[0])
 
     def new_mask(self) -> None:
         """An empty mask (all unknown) of the chosen size."""
@@ -437,9 +470,11 @@ class MaskWidget(QWidget):
             if key == "blobs":
                 from ..masks.tools import random_blobs
 
-                self.add_mask(random_blobs(shape, ids, int(self.seed.value())),
-                              "generated mask", classes=classes,
-                              **self._placement())
+                layer = self.add_mask(random_blobs(shape, ids,
+                                                   int(self.seed.value())),
+                                      "generated mask", beside=True,
+                                      classes=classes, **self._placement())
+                self._select_included(layer, ids)
                 return
             self.state.load(then=lambda pipe: self._run_mask_model(pipe, ids, shape))
         except Exception as exc:
@@ -469,8 +504,11 @@ class MaskWidget(QWidget):
 
         def done(result) -> None:
             mask, settings = result
-            self.add_mask(mask, "generated mask", classes=classes,
-                          metadata={"histodiff_mask": settings}, **placement)
+            layer = self.add_mask(mask, "generated mask", beside=True,
+                                  classes=classes,
+                                  metadata={"histodiff_mask": settings},
+                                  **placement)
+            self._select_included(layer, ids)
 
         self._start(worker, done, "Generate mask")
 
