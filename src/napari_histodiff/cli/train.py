@@ -1,12 +1,14 @@
-"""``histodiff train``: train the image model, the mask model, or a preset.
+"""``histodiff train``: train the image model, the mask model, the
+autoencoder, or a preset.
 
 ::
 
     histodiff train image --images TILES --masks MASKS --classes tumor,stroma \\
-        --out MODEL --run-dir RUN [--unlabelled DIR] [--resume]
+        --out MODEL --run-dir RUN [--unlabelled DIR] [--vae AE] [--resume]
     histodiff train mask  --images TILES --masks MASKS --classes tumor,stroma \\
         --out MODEL --run-dir RUN
-    histodiff train --preset demo [--part image|mask|all] [--resume] \\
+    histodiff train vae   --images TILES --heldout IMAGE --out AE [--factor 4]
+    histodiff train --preset demo|demo-latent [--part ...] [--resume] \\
         [--export] [--install]
 """
 
@@ -19,6 +21,8 @@ from ..errors import InputError
 from ._common import nonneg_float, nonneg_int, positive_float, positive_int
 
 DEFAULT_DEMO_RUN = "training-runs/demo"
+DEFAULT_DEMO_LATENT_RUN = "training-runs/demo-latent"
+PRESETS = ("demo", "demo-latent")
 
 
 def _probability(text: str) -> float:
@@ -37,13 +41,14 @@ def _channels(text: str) -> tuple[int, ...]:
         ) from None
 
 
-def _common(p: argparse.ArgumentParser, steps: int, batch: int) -> None:
+def _common(p: argparse.ArgumentParser, steps: int, batch: int,
+            diffusion: bool = True, lr: float = 5e-4) -> None:
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=positive_int, default=steps,
                    help=f"total training steps (default {steps})")
     g.add_argument("--batch-size", type=positive_int, default=batch)
-    g.add_argument("--lr", type=positive_float, default=5e-4,
-                   help="peak learning rate (> 0)")
+    g.add_argument("--lr", type=positive_float, default=lr,
+                   help=f"peak learning rate (> 0; default {lr:g})")
     g.add_argument("--warmup", type=nonneg_int, default=200,
                    help="linear learning-rate warm-up steps")
     g.add_argument("--lr-schedule", choices=("constant", "cosine"),
@@ -53,9 +58,10 @@ def _common(p: argparse.ArgumentParser, steps: int, batch: int) -> None:
     g.add_argument("--final-lr", type=_probability, default=0.1,
                    help="with --lr-schedule cosine: the last step's rate as a "
                    "fraction of the peak (default 0.1)")
-    g.add_argument("--cond-dropout", type=_probability, default=0.1,
-                   help="probability of training with the null condition "
-                   "(classifier-free guidance; default 0.1)")
+    if diffusion:
+        g.add_argument("--cond-dropout", type=_probability, default=0.1,
+                       help="probability of training with the null condition "
+                       "(classifier-free guidance; default 0.1)")
     g.add_argument("--ema", type=_probability, default=0.999,
                    help="EMA decay of the exported weights (0 = none)")
     g.add_argument("--seed", type=nonneg_int, default=0)
@@ -105,11 +111,14 @@ def register(subparsers) -> None:
         description="Train (or fine-tune) the mask-conditioned image model "
         "('image'), the class-set-conditioned mask generator ('mask'), or run a "
         "preset ('--preset demo' reproduces the shipped demo models).")
-    p.add_argument("--preset", choices=("demo",), help="a documented recipe")
-    p.add_argument("--part", choices=("image", "mask", "all"), default="all",
-                   help="with --preset: which model to train (default all)")
-    p.add_argument("--run-dir", default=DEFAULT_DEMO_RUN,
-                   help=f"with --preset: working folder (default {DEFAULT_DEMO_RUN})")
+    p.add_argument("--preset", choices=PRESETS, help="a documented recipe: demo "
+                   "(the pixel demo) or demo-latent (autoencoder + latent model)")
+    p.add_argument("--part", choices=("vae", "image", "mask", "all"), default="all",
+                   help="with --preset: which model to train (default all; vae "
+                   "only with demo-latent)")
+    p.add_argument("--run-dir", default=None,
+                   help=f"with --preset: working folder (default "
+                   f"{DEFAULT_DEMO_RUN} or training-runs/demo-latent)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="with --preset: override the preset's step count")
     p.add_argument("--resume", action="store_true")
@@ -123,7 +132,7 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_preset, what=None)
-    sub = p.add_subparsers(dest="what", metavar="{image,mask}")
+    sub = p.add_subparsers(dest="what", metavar="{image,mask,vae}")
 
     pi = sub.add_parser("image", help="train the mask-conditioned image model",
                         description="Train or fine-tune the image model on images "
@@ -139,6 +148,16 @@ def register(subparsers) -> None:
     pi.add_argument("--no-rotations", action="store_true")
     pi.add_argument("--stain-jitter", type=nonneg_float, default=0.05,
                     help="relative H/E/DAB density jitter (default 0.05; 0 = off)")
+    pi.add_argument("--vae", metavar="DIR",
+                    help="train a latent model on the latents of this autoencoder "
+                    "(histodiff train vae --out) or latent model directory")
+    pi.add_argument("--condition", choices=("mask", "none"), default="mask",
+                    help="mask: mask-conditioned (default); none: an "
+                    "unconditional model (no class channels), e.g. pre-training "
+                    "on unlabelled tiles")
+    pi.add_argument("--latent-sample", action="store_true",
+                    help="with --vae: train on posterior samples instead of "
+                    "posterior means")
     _common(pi, steps=20000, batch=16)
     pi.set_defaults(func=run_image)
 
@@ -153,8 +172,59 @@ def register(subparsers) -> None:
                     help="mask-model window in mask pixels (default 32)")
     _common(pm, steps=6000, batch=32)
     pm.set_defaults(func=run_mask)
+
+    pv = sub.add_parser("vae", help="train the autoencoder of latent models",
+                        description="Train a KL autoencoder (diffusers "
+                        "AutoencoderKL) on random crops of RGB images; write the "
+                        "autoencoder folder OUT (vae/ + histodiff-autoencoder.json) "
+                        "with the latent scaling, the latent preview map and "
+                        "PSNR/SSIM on --heldout images.")
+    g = pv.add_argument_group("data and model")
+    g.add_argument("--images", help="folder of RGB images (tiles or large images)")
+    g.add_argument("--image", action="append", default=[], metavar="FILE",
+                   help="an RGB image, cropped at random (repeatable)")
+    g.add_argument("--heldout", action="append", default=[], metavar="FILE",
+                   help="a whole image to measure PSNR/SSIM on (repeatable)")
+    g.add_argument("--out", required=True, help="the autoencoder folder to write")
+    g.add_argument("--run-dir", help="checkpoints and loss logs (default: OUT.run)")
+    g.add_argument("--patch-size", type=positive_int, default=64,
+                   help="side of the random training crops (default 64)")
+    g.add_argument("--factor", type=_vae_factor, default=4,
+                   help="pixels per latent pixel along a side: 4 or 8 (default 4)")
+    g.add_argument("--latent-channels", type=positive_int, default=4,
+                   help="latent channels (default 4; 3 as HistoDiffusion)")
+    g.add_argument("--size", default="tiny",
+                   help="tiny (CPU), small or base (GPU); default tiny")
+    g.add_argument("--channels", type=_channels, default=None,
+                   help="widths of the log2(factor)+1 blocks, e.g. 16,32,64 "
+                   "(overrides --size)")
+    g.add_argument("--ssim-weight", type=nonneg_float, default=0.25,
+                   help="weight of 1 - SSIM (default 0.25)")
+    g.add_argument("--kl-weight", type=nonneg_float, default=1e-6,
+                   help="weight of the KL term per image value (default 1e-6)")
+    g.add_argument("--adversarial-start", type=nonneg_int, default=None,
+                   help="train a patch discriminator (hinge loss, adaptive "
+                   "weight) from this step on (default: none)")
+    g.add_argument("--adversarial-weight", type=nonneg_float, default=0.5,
+                   help="factor of the adaptive adversarial weight (default 0.5)")
+    g.add_argument("--no-flips", action="store_true")
+    g.add_argument("--no-rotations", action="store_true")
+    g.add_argument("--stain-jitter", type=nonneg_float, default=0.05,
+                   help="relative H/E/DAB density jitter (default 0.05; 0 = off)")
+    _common(pv, steps=4000, batch=8, diffusion=False, lr=1e-3)
+    pv.set_defaults(func=run_vae)
     from .train_encoder import register as register_encoder
     register_encoder(sub)
+
+
+def _vae_factor(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 4 or 8, got {text!r}") from None
+    if value not in (4, 8):
+        raise argparse.ArgumentTypeError(f"expected 4 or 8, got {value}")
+    return value
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -176,11 +246,16 @@ def _classes(args):
         from ..models.directory import check_model_dir
 
         card = ModelCard.load(check_model_dir(args.init_model))
+        if card.conditioning == "none" and args.classes:
+            # an unconditional model learns the classes when fine-tuned
+            return TissueClasses.from_names(args.classes)
         if args.classes and TissueClasses.from_names(args.classes) != card.classes:
             raise InputError(f"classes: {args.classes!r} differs from the classes "
                              f"of --init-model {card.classes.names}")
         return card.classes
     if not args.classes:
+        if getattr(args, "condition", "mask") == "none":
+            return TissueClasses.from_names([])  # unknown only: no masks needed
         raise InputError("classes: give --classes (e.g. tumor,stroma) or "
                          "--init-model")
     return TissueClasses.from_names(args.classes)
@@ -190,9 +265,13 @@ def _samples(args, classes, min_side: int, unlabelled: bool = True):
     from ..training.data import load_folder_pairs, load_pair, load_unlabelled
 
     samples = []
-    if bool(args.images) != bool(args.masks):
+    unconditional = getattr(args, "condition", "mask") == "none"
+    if unconditional and args.images and not args.masks:
+        # an unconditional model needs no masks: the images are unlabelled
+        samples += load_unlabelled(args.images, min_side)
+    elif bool(args.images) != bool(args.masks):
         raise InputError("images/masks: give --images and --masks together")
-    if args.images:
+    elif args.images:
         samples += load_folder_pairs(args.images, args.masks, classes, min_side)
     if len(args.image) != len(args.labels):
         raise InputError(f"image/labels: give one --labels per --image; got "
@@ -213,7 +292,8 @@ def _settings(args):
     return TrainSettings(
         steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
         warmup=args.warmup, lr_schedule=args.lr_schedule,
-        final_lr_fraction=args.final_lr, cond_dropout=args.cond_dropout,
+        final_lr_fraction=args.final_lr,
+        cond_dropout=getattr(args, "cond_dropout", 0.0),
         ema_decay=args.ema,
         seed=args.seed, checkpoint_every=args.checkpoint_every,
         mixed_precision=args.mixed_precision)
@@ -229,7 +309,8 @@ def _paths(args) -> tuple[Path, Path]:
 
 def _report(result: dict, run_dir: Path) -> None:
     print(f"steps: {result['step']}, last loss {result['last_loss']:.4f}, "
-          f"{result.get('parameters', 0):,} parameters")
+          f"{result.get('parameters', 0):,} parameters, "
+          f"{result.get('steps_per_second', 0):.3f} steps/s")
     print(f"checkpoints and loss curve (loss.csv, loss.png): {run_dir}")
     if result.get("out"):
         print(f"model: {result['out']}")
@@ -257,7 +338,9 @@ def run_image(args: argparse.Namespace) -> int:
         augment=Augment(flips=not args.no_flips, rotations=not args.no_rotations,
                         stain_jitter=args.stain_jitter,
                         stain_shift=args.stain_jitter / 10),
-        unlabelled_fraction=args.unlabelled_fraction)
+        unlabelled_fraction=args.unlabelled_fraction,
+        vae=Path(args.vae) if args.vae else None, condition=args.condition,
+        latent_sample=args.latent_sample)
     if args.export:
         path, step = export_image_checkpoint(job)
         print(f"model at step {step}: {path}")
@@ -293,21 +376,95 @@ def run_mask(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_preset(args: argparse.Namespace) -> int:
-    from ..training import presets
-    from ..training.export import (
-        export_image_checkpoint,
-        export_mask_checkpoint,
-        install_model,
+def run_vae(args: argparse.Namespace) -> int:
+    import json
+
+    from ..training.augment import Augment
+    from ..training.export import export_vae_checkpoint
+    from ..training.vae_trainer import (
+        VAELossSettings,
+        VAEModelSpec,
+        VAETrainJob,
+        load_vae_images,
+        train_vae,
     )
+
+    device = _setup_torch(args)
+    out, run_dir = _paths(args)
+    spec = VAEModelSpec(factor=args.factor, latent_channels=args.latent_channels,
+                        size=args.size, patch_size=args.patch_size,
+                        channels=args.channels)
+    spec.check()
+    job = VAETrainJob(
+        samples=load_vae_images(args.images, args.image, args.patch_size),
+        run_dir=run_dir, out=out, settings=_settings(args), spec=spec,
+        loss=VAELossSettings(ssim_weight=args.ssim_weight,
+                             kl_weight=args.kl_weight,
+                             adversarial_start=args.adversarial_start,
+                             adversarial_weight=args.adversarial_weight),
+        augment=Augment(flips=not args.no_flips, rotations=not args.no_rotations,
+                        stain_jitter=args.stain_jitter,
+                        stain_shift=args.stain_jitter / 10),
+        heldout=[Path(h) for h in args.heldout])
+    if args.export:
+        card, step = export_vae_checkpoint(job, overwrite=args.overwrite)
+        print(json.dumps(_vae_summary(card, {"step": step, "out": str(out)})))
+        return 0
+    result = train_vae(job, device, resume=args.resume, overwrite=args.overwrite,
+                       quiet=args.quiet)
+    _report(result, run_dir)
+    if result.get("out"):
+        from ..models.autoencoder import AutoencoderCard
+
+        print(json.dumps(_vae_summary(AutoencoderCard.load(out), result)))
+    return 0
+
+
+def _vae_summary(card, result: dict) -> dict:
+    """The figures ``train vae`` prints as JSON."""
+    rec = card.reconstruction
+    return {"out": result.get("out"), "steps": result.get("step"),
+            "steps_per_second": round(result["steps_per_second"], 4)
+            if "steps_per_second" in result else None,
+            "factor": card.factor, "latent_channels": card.latent_channels,
+            "latent_scaling": card.latent_scaling,
+            "preview_r2": card.provenance.get("statistics", {}).get("preview_r2"),
+            "psnr_db": rec.get("psnr_db"), "ssim": rec.get("ssim"),
+            "heldout": rec.get("heldout", [])}
+
+
+def run_preset(args: argparse.Namespace) -> int:
+    from ..training.export import install_model
+
+    if args.preset is None:
+        raise InputError("train: choose 'image', 'mask', 'vae' or --preset "
+                         "demo|demo-latent (see histodiff train --help)")
+    device = _setup_torch(args)
+    if args.preset == "demo-latent":
+        run_dir = Path(args.run_dir or DEFAULT_DEMO_LATENT_RUN)
+        _run_demo_latent(args, run_dir, device)
+        name = "demo-latent"
+    else:
+        if args.part == "vae":
+            raise InputError("part: 'vae' belongs to --preset demo-latent; the "
+                             "demo preset trains 'image' and 'mask'")
+        run_dir = Path(args.run_dir or DEFAULT_DEMO_RUN)
+        _run_demo(args, run_dir, device)
+        name = "demo"
+    if args.install:
+        from ..models import MODELS_DIR
+
+        dest = install_model(run_dir / "model", MODELS_DIR / name)
+        print(f"installed the {name} model: {dest}")
+    return 0
+
+
+def _run_demo(args: argparse.Namespace, run_dir: Path, device) -> None:
+    from ..training import presets
+    from ..training.export import export_image_checkpoint, export_mask_checkpoint
     from ..training.image_trainer import train_image_model
     from ..training.mask_trainer import train_mask_model
 
-    if args.preset is None:
-        raise InputError("train: choose 'image', 'mask' or --preset demo "
-                         "(see histodiff train --help)")
-    device = _setup_torch(args)
-    run_dir = Path(args.run_dir)
     parts = ("mask", "image") if args.part == "all" else (args.part,)
     for part in parts:
         if part == "mask":
@@ -325,9 +482,47 @@ def run_preset(args: argparse.Namespace) -> int:
         result = train(job, device, resume=args.resume, overwrite=True,
                        quiet=args.quiet)
         _report(result, job.run_dir)
-    if args.install:
-        from ..models import DEMO_NAME, MODELS_DIR
 
-        dest = install_model(run_dir / "model", MODELS_DIR / DEMO_NAME)
-        print(f"installed the demo model: {dest}")
-    return 0
+
+def _run_demo_latent(args: argparse.Namespace, run_dir: Path, device) -> None:
+    """vae -> image -> mask (the shipped demo's mask_unet/ is copied)."""
+    import json
+
+    from ..models.autoencoder import AutoencoderCard
+    from ..training import presets
+    from ..training.export import export_image_checkpoint, export_vae_checkpoint
+    from ..training.image_trainer import train_image_model
+    from ..training.vae_trainer import train_vae
+
+    parts = ("vae", "image", "mask") if args.part == "all" else (args.part,)
+    for part in parts:
+        if part == "mask":
+            model = presets.copy_demo_mask_model(run_dir)
+            print(f"demo-latent preset: copied the demo's mask_unet/ into {model}")
+            continue
+        if part == "vae":
+            job = presets.demo_vae_job(run_dir, args.steps)
+        else:
+            job = presets.demo_latent_image_job(run_dir, args.steps)
+        if args.export:
+            if part == "vae":
+                card, step = export_vae_checkpoint(job, overwrite=True)
+                print(json.dumps(_vae_summary(card, {"step": step,
+                                                     "out": str(job.out)})))
+            else:
+                path, step = export_image_checkpoint(job)
+                print(f"image model exported at step {step} into {path}")
+            continue
+        print(f"demo-latent preset, {part}: {job.settings.steps} steps, seed "
+              f"{job.settings.seed}, run folder {job.run_dir}")
+        if part == "vae":
+            result = train_vae(job, device, resume=args.resume, overwrite=True,
+                               quiet=args.quiet)
+            _report(result, job.run_dir)
+            if result.get("out"):
+                print(json.dumps(_vae_summary(AutoencoderCard.load(job.out),
+                                              result)))
+        else:
+            result = train_image_model(job, device, resume=args.resume,
+                                       overwrite=True, quiet=args.quiet)
+            _report(result, job.run_dir)

@@ -7,6 +7,8 @@ A checkpoint is a folder ``checkpoints/step-NNNNNNN/``::
     optimizer.safetensors   per-parameter optimizer tensors (Adam moments...)
     state.json              step, optimizer hyper-parameters and scalar state,
                             the UNet config, the training settings
+    NAME.safetensors        further trained modules (e.g. ``discriminator``)
+    NAME-optimizer.safetensors   and their optimizer tensors
 
 Randomness needs no saved state: every step draws its batch, timesteps and
 noise from generators seeded with ``(seed, step)``, so a resumed run sees the
@@ -62,10 +64,18 @@ def optimizer_from_flat(optimizer: torch.optim.Optimizer,
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+Parts = dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]]
+
+
 def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
                     ema: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    extra: dict[str, Any], keep: int = 2) -> Path:
-    """Write a checkpoint for ``step``; keep the newest ``keep`` checkpoints."""
+                    extra: dict[str, Any], keep: int = 2,
+                    parts: Parts | None = None) -> Path:
+    """Write a checkpoint for ``step``; keep the newest ``keep`` checkpoints.
+
+    ``parts``: further modules trained alongside, name -> (module, optimizer),
+    written as ``NAME.safetensors`` and ``NAME-optimizer.safetensors``.
+    """
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
@@ -79,6 +89,11 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
     tensors, meta = optimizer_to_flat(optimizer)
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     state = {"step": int(step), "optimizer": meta, **extra}
+    for name, (module, part_optimizer) in (parts or {}).items():
+        save_file(_cpu_state(module), str(tmp / f"{name}.safetensors"))
+        tensors, meta = optimizer_to_flat(part_optimizer)
+        save_file(tensors, str(tmp / f"{name}-optimizer.safetensors"))
+        state.setdefault("parts", {})[name] = {"optimizer": meta}
     (tmp / STATE).write_text(json.dumps(state, indent=1, default=_json_default))
     if final.exists():
         shutil.rmtree(final)
@@ -127,9 +142,9 @@ def read_state(checkpoint: str | Path) -> dict[str, Any]:
 
 
 def load_checkpoint(checkpoint: str | Path, model: torch.nn.Module,
-                    ema: torch.nn.Module, optimizer: torch.optim.Optimizer
-                    ) -> dict[str, Any]:
-    """Restore model, EMA and optimizer; return the checkpoint's state."""
+                    ema: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    parts: Parts | None = None) -> dict[str, Any]:
+    """Restore model, EMA, optimizer (and ``parts``); return the state."""
     from safetensors.torch import load_file
 
     checkpoint = Path(checkpoint)
@@ -142,6 +157,14 @@ def load_checkpoint(checkpoint: str | Path, model: torch.nn.Module,
                                       device=str(device)))
         opt = load_file(str(checkpoint / "optimizer.safetensors"),
                         device=str(device))
+        part_states = {}
+        for name, (module, _) in (parts or {}).items():
+            if name not in state.get("parts", {}):
+                raise RuntimeError(f"it holds no {name}")
+            module.load_state_dict(load_file(str(checkpoint / f"{name}.safetensors"),
+                                             device=str(device)))
+            part_states[name] = load_file(
+                str(checkpoint / f"{name}-optimizer.safetensors"), device=str(device))
     except (OSError, RuntimeError) as exc:
         raise InputError(
             f"resume: checkpoint {checkpoint} does not fit this model ({exc}); "
@@ -150,4 +173,9 @@ def load_checkpoint(checkpoint: str | Path, model: torch.nn.Module,
     # Adam keeps its step counter on the CPU
     opt = {k: (v.cpu() if k.endswith(".step") else v) for k, v in opt.items()}
     optimizer_from_flat(optimizer, opt, state["optimizer"])
+    for name, tensors in part_states.items():
+        tensors = {k: (v.cpu() if k.endswith(".step") else v)
+                   for k, v in tensors.items()}
+        optimizer_from_flat(parts[name][1], tensors,
+                            state["parts"][name]["optimizer"])
     return state

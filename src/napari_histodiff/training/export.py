@@ -41,6 +41,23 @@ def export_mask_checkpoint(job) -> tuple[Path, int]:
     return save_mask_model(job, trainer.ema, int(state["step"])), int(state["step"])
 
 
+def export_vae_checkpoint(job, overwrite: bool = False):
+    """Write the autoencoder folder ``job.out`` from the newest checkpoint.
+
+    Returns its card (latent scaling, preview map and held-out figures
+    measured from the checkpoint's EMA weights) and the checkpoint's step.
+    """
+    from ..models.autoencoder import check_autoencoder_output
+    from .vae_trainer import make_vae_trainer, save_vae
+
+    check_autoencoder_output(job.out, overwrite, "out")
+    trainer = make_vae_trainer(job, "cpu")
+    state = load_checkpoint(_latest(job.run_dir), trainer.vae, trainer.ema,
+                            trainer.optimizer, parts=trainer.parts)
+    step = int(state["step"])
+    return save_vae(job, trainer.ema, step, overwrite=overwrite), step
+
+
 def install_model(model_dir: str | Path, dest: str | Path) -> Path:
     """Copy a complete model directory (weights, configs, card) to ``dest``.
 

@@ -1,12 +1,18 @@
-"""The denoising-diffusion training loop shared by the image and mask models.
+"""Training loops: the shared machinery and the denoising-diffusion loop.
 
-The loop knows nothing about images or masks: a *batch function* turns a step
-number into clean samples ``x0`` (B, C, H, W) and condition channels
-(B, K, H, W). The loop draws timesteps uniformly over the training schedule
-and Gaussian noise, feeds ``concat(noisy x0, condition)`` to the UNet and
-regresses the noise (epsilon) with a mean squared error. It keeps an
-exponential moving average (EMA) of the weights, writes checkpoints every N
-steps, resumes from the newest one, and logs the loss as CSV and PNG.
+:class:`Trainer` is what every trainer of this package shares: AdamW with a
+warm-up and an optional cosine learning-rate schedule, an exponential moving
+average (EMA) of the weights, checkpoints every N steps (safetensors + JSON,
+:mod:`.checkpoint`), resuming from the newest one, and the loss log as CSV
+and PNG. A subclass says what one optimiser step does (:meth:`train_step`).
+
+:class:`DiffusionTrainer` trains an epsilon-predicting UNet. It knows
+nothing about images or masks: a *batch function* turns a step number into
+clean samples ``x0`` (B, C, H, W) and condition channels (B, K, H, W). The
+loop draws timesteps uniformly over the training schedule and Gaussian
+noise, feeds ``concat(noisy x0, condition)`` to the UNet and regresses the
+noise (epsilon) with a mean squared error. The autoencoder trainer
+(:mod:`.vae_trainer`) is the other subclass.
 
 Every random number of step ``n`` comes from generators seeded with
 ``(seed, n)``, so resuming from a checkpoint gives the same weights as an
@@ -124,46 +130,51 @@ def step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng(step_seed(seed, step, stream))
 
 
-class DiffusionTrainer:
-    """Trains an epsilon-predicting, condition-concatenating UNet.
+class Trainer:
+    """The machinery every trainer shares; subclasses define :meth:`train_step`.
 
     Parameters
     ----------
-    unet : diffusers.UNet2DModel
-        ``in_channels`` = sample channels + condition channels.
-    batch_fn : callable
-        ``batch_fn(step) -> (x0, cond)`` CPU tensors; must be deterministic
-        in ``step`` (use :func:`step_rng`).
-    noise_scheduler : diffusers.DDPMScheduler
-        The training schedule (``add_noise``, ``num_train_timesteps``).
+    model : torch.nn.Module
+        The trained module; its EMA copy is what gets exported.
     settings : TrainSettings
     run_dir : path
         Checkpoints and loss logs go here.
     device : torch.device
     state_extra : dict
         JSON-able facts stored with every checkpoint (model config, data...).
+
+    Attributes
+    ----------
+    parts : dict
+        Further modules trained alongside (e.g. a discriminator), name ->
+        ``(module, optimizer)``; they are checkpointed and restored too.
+    metrics : dict
+        Set by :meth:`train_step`: named loss terms of the step, averaged into
+        extra columns of ``loss.csv``.
     """
 
-    def __init__(self, unet, batch_fn: BatchFn, noise_scheduler,
-                 settings: TrainSettings, run_dir: str | Path, device,
+    #: The y-axis label of ``loss.png``.
+    loss_label = "loss"
+    #: Names of the loss terms :meth:`train_step` puts in ``metrics``.
+    metric_names: tuple[str, ...] = ()
+
+    def __init__(self, model, settings: TrainSettings, run_dir: str | Path, device,
                  state_extra: dict[str, Any] | None = None):
         settings.check()
-        self.unet = unet.to(device)
-        self.batch_fn = batch_fn
-        self.noise_scheduler = noise_scheduler
+        self.model = model.to(device)
         self.settings = settings
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
         self.state_extra = state_extra or {}
-        self.ema = copy.deepcopy(self.unet).eval().requires_grad_(False)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(
-            self.unet.parameters(), lr=settings.learning_rate,
+            self.model.parameters(), lr=settings.learning_rate,
             weight_decay=settings.weight_decay)
+        self.parts: dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]] = {}
+        self.metrics: dict[str, float] = {}
         self.step = 0
         self.last_loss = float("nan")
-        alphas = noise_scheduler.alphas_cumprod.to(torch.float32)
-        self._alphas = alphas.to(self.device)
-        self._num_timesteps = int(noise_scheduler.config.num_train_timesteps)
 
     # -- the maths ---------------------------------------------------------------
     def learning_rate(self, step: int) -> float:
@@ -179,56 +190,52 @@ class DiffusionTrainer:
             1 + math.cos(math.pi * done))
         return s.learning_rate * fraction
 
-    def loss_on(self, model, x0: torch.Tensor, cond: torch.Tensor,
-                seed: int) -> torch.Tensor:
-        """Epsilon MSE of ``model`` on one batch, timesteps/noise from ``seed``."""
-        g = torch.Generator().manual_seed(seed)
-        b = x0.shape[0]
-        t = torch.randint(0, self._num_timesteps, (b,), generator=g)
-        noise = torch.randn(x0.shape, generator=g)
-        x0, cond = x0.to(self.device), cond.to(self.device)
-        t, noise = t.to(self.device), noise.to(self.device)
-        a = self._alphas[t].view(-1, 1, 1, 1)
-        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        use_amp = self.settings.mixed_precision and self.device.type == "cuda"
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            pred = model(torch.cat([noisy, cond], dim=1), t).sample
-        return torch.nn.functional.mse_loss(pred.float(), noise)
+    def set_learning_rate(self, step: int, *optimizers) -> None:
+        """Give every group of ``optimizers`` (default: the model's) the rate
+        of ``step``."""
+        for optimizer in optimizers or (self.optimizer,):
+            for group in optimizer.param_groups:
+                group["lr"] = self.learning_rate(step)
 
     def train_step(self, step: int) -> float:
-        """One optimiser step (the ``step``-th, counted from 0)."""
-        self.unet.train()
-        x0, cond = self.batch_fn(step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate(step)
-        loss = self.loss_on(self.unet, x0, cond,
-                            step_seed(self.settings.seed, step, 99))
-        self.optimizer.zero_grad(set_to_none=True)
+        """One optimiser step (the ``step``-th, counted from 0); the loss."""
+        raise NotImplementedError
+
+    def optimise(self, loss: torch.Tensor, model: torch.nn.Module | None = None,
+                 optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Backward ``loss``, clip the gradient norm, step ``optimizer``."""
+        model = self.model if model is None else model
+        optimizer = self.optimizer if optimizer is None else optimizer
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.settings.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.unet.parameters(),
+            torch.nn.utils.clip_grad_norm_(model.parameters(),
                                            self.settings.grad_clip)
-        self.optimizer.step()
-        self._update_ema(step)
-        self.step = step + 1
-        return float(loss.detach())
+        optimizer.step()
+
+    def autocast(self):
+        """bfloat16 autocast on a CUDA GPU with ``mixed_precision``, else off."""
+        use_amp = self.settings.mixed_precision and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=use_amp)
 
     @torch.no_grad()
     def _update_ema(self, step: int) -> None:
         d = self.settings.ema_decay
         d = min(d, (1 + step) / (10 + step))  # short memory early on
-        for pe, p in zip(self.ema.parameters(), self.unet.parameters(), strict=True):
+        for pe, p in zip(self.ema.parameters(), self.model.parameters(),
+                         strict=True):
             pe.mul_(d).add_(p.detach(), alpha=1 - d)
-        for be, b in zip(self.ema.buffers(), self.unet.buffers(), strict=True):
+        for be, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
             be.copy_(b)
 
     # -- checkpoints ---------------------------------------------------------------
     def save(self) -> Path:
         extra = {"settings": asdict(self.settings), **self.state_extra,
                  "last_loss": self.last_loss}
-        path = save_checkpoint(self.run_dir, self.step, self.unet, self.ema,
-                               self.optimizer, extra)
-        self.loss_log.plot()
+        path = save_checkpoint(self.run_dir, self.step, self.model, self.ema,
+                               self.optimizer, extra, parts=self.parts)
+        self.loss_log.plot(ylabel=self.loss_label)
         return path
 
     def resume(self) -> Path | None:
@@ -236,7 +243,8 @@ class DiffusionTrainer:
         ckpt = latest_checkpoint(self.run_dir)
         if ckpt is None:
             return None
-        state = load_checkpoint(ckpt, self.unet, self.ema, self.optimizer)
+        state = load_checkpoint(ckpt, self.model, self.ema, self.optimizer,
+                                parts=self.parts)
         old = state.get("settings", {})
         if old.get("seed", self.settings.seed) != self.settings.seed:
             raise InputError(
@@ -279,6 +287,12 @@ class DiffusionTrainer:
             No progress bar.
         stop_after : int, optional
             Stop after this many steps of this call (tests, time slices).
+
+        Returns
+        -------
+        dict
+            ``step``, ``resumed_from``, ``seconds`` (of this call),
+            ``steps_per_second`` and ``last_loss``.
         """
         from tqdm.auto import tqdm
 
@@ -289,73 +303,168 @@ class DiffusionTrainer:
                 f"run-dir: {self.run_dir} already holds checkpoints; pass --resume "
                 "to continue that run, or choose another --run-dir"
             )
-        self.loss_log = LossLog(self.run_dir, truncate_after=self.step)
+        self.loss_log = LossLog(self.run_dir, truncate_after=self.step,
+                                columns=self.metric_names)
         total = self.settings.steps
+        first = self.step
         end = total if stop_after is None else min(total, self.step + stop_after)
         start = time.perf_counter()
         window: list[float] = []
+        terms: dict[str, list[float]] = {}
         with tqdm(total=total, initial=self.step, disable=quiet, unit="step",
                   desc="training", dynamic_ncols=True) as bar:
             while self.step < end:
+                self.metrics = {}
                 loss = self.train_step(self.step)
                 if not math.isfinite(loss):
                     raise FloatingPointError(
                         f"loss became {loss} at step {self.step}; lower the "
                         "learning rate and resume from the last checkpoint")
                 window.append(loss)
+                for name, value in self.metrics.items():
+                    terms.setdefault(name, []).append(value)
                 self.last_loss = loss
                 bar.update(1)
                 if self.step % self.settings.log_every == 0 or self.step == end:
                     mean = float(np.mean(window))
                     self.loss_log.add(self.step, mean,
-                                      self.learning_rate(self.step - 1))
+                                      self.learning_rate(self.step - 1),
+                                      {k: float(np.mean(v)) for k, v in
+                                       terms.items()})
                     bar.set_postfix(loss=f"{mean:.4f}")
-                    window = []
+                    window, terms = [], {}
                 if self.step % self.settings.checkpoint_every == 0:
                     self.save()
         if self.step == end and (self.step % self.settings.checkpoint_every):
             self.save()
+        seconds = time.perf_counter() - start
         return {"step": self.step, "resumed_from": str(resumed) if resumed else None,
-                "seconds": time.perf_counter() - start, "last_loss": self.last_loss}
+                "seconds": seconds,
+                "steps_per_second": (self.step - first) / seconds if seconds else 0.0,
+                "last_loss": self.last_loss}
+
+
+class DiffusionTrainer(Trainer):
+    """Trains an epsilon-predicting, condition-concatenating UNet.
+
+    Parameters
+    ----------
+    unet : diffusers.UNet2DModel
+        ``in_channels`` = sample channels + condition channels.
+    batch_fn : callable
+        ``batch_fn(step) -> (x0, cond)`` tensors; must be deterministic
+        in ``step`` (use :func:`step_rng`). ``cond`` may have 0 channels
+        (an unconditional model).
+    noise_scheduler : diffusers.DDPMScheduler
+        The training schedule (``add_noise``, ``num_train_timesteps``).
+    settings : TrainSettings
+    run_dir : path
+        Checkpoints and loss logs go here.
+    device : torch.device
+    state_extra : dict
+        JSON-able facts stored with every checkpoint (model config, data...).
+    """
+
+    loss_label = "epsilon MSE"
+
+    def __init__(self, unet, batch_fn: BatchFn, noise_scheduler,
+                 settings: TrainSettings, run_dir: str | Path, device,
+                 state_extra: dict[str, Any] | None = None):
+        super().__init__(unet, settings, run_dir, device, state_extra)
+        self.unet = self.model
+        self.batch_fn = batch_fn
+        self.noise_scheduler = noise_scheduler
+        alphas = noise_scheduler.alphas_cumprod.to(torch.float32)
+        self._alphas = alphas.to(self.device)
+        self._num_timesteps = int(noise_scheduler.config.num_train_timesteps)
+
+    def loss_on(self, model, x0: torch.Tensor, cond: torch.Tensor,
+                seed: int) -> torch.Tensor:
+        """Epsilon MSE of ``model`` on one batch, timesteps/noise from ``seed``."""
+        g = torch.Generator().manual_seed(seed)
+        b = x0.shape[0]
+        t = torch.randint(0, self._num_timesteps, (b,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        x0, cond = x0.to(self.device), cond.to(self.device)
+        t, noise = t.to(self.device), noise.to(self.device)
+        a = self._alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        with self.autocast():
+            pred = model(torch.cat([noisy, cond], dim=1), t).sample
+        return torch.nn.functional.mse_loss(pred.float(), noise)
+
+    def train_step(self, step: int) -> float:
+        """One optimiser step (the ``step``-th, counted from 0)."""
+        self.unet.train()
+        x0, cond = self.batch_fn(step)
+        self.set_learning_rate(step)
+        loss = self.loss_on(self.unet, x0, cond,
+                            step_seed(self.settings.seed, step, 99))
+        self.optimise(loss)
+        self._update_ema(step)
+        self.step = step + 1
+        return float(loss.detach())
 
 
 class LossLog:
     """``loss.csv`` (step, loss, learning rate, time) and its plot ``loss.png``.
 
-    On resume, rows after the checkpoint's step are dropped so the curve has
-    no duplicates.
+    ``columns`` names further loss terms logged after ``time`` (blank where a
+    step range had none). On resume, rows after the checkpoint's step are
+    dropped so the curve has no duplicates.
     """
 
-    def __init__(self, run_dir: Path, truncate_after: int = 0):
+    BASE = ("step", "loss", "learning_rate", "time")
+
+    def __init__(self, run_dir: Path, truncate_after: int = 0,
+                 columns: tuple[str, ...] = ()):
         self.path = Path(run_dir) / LOSS_CSV
+        self.columns = tuple(columns)
         rows = self.read(self.path) if self.path.is_file() else []
         rows = [r for r in rows if r["step"] <= truncate_after]
         with self.path.open("w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["step", "loss", "learning_rate", "time"])
+            w.writerow([*self.BASE, *self.columns])
             for r in rows:
-                w.writerow([r["step"], r["loss"], r["learning_rate"], r["time"]])
+                w.writerow([r["step"], r["loss"], r["learning_rate"], r["time"],
+                            *(r.get(c, "") for c in self.columns)])
 
     @staticmethod
     def read(path: str | Path) -> list[dict[str, float]]:
+        """The rows of a loss CSV; extra columns as floats where given."""
+        rows = []
         with Path(path).open(newline="") as fh:
-            return [{"step": int(r["step"]), "loss": float(r["loss"]),
-                     "learning_rate": float(r["learning_rate"]),
-                     "time": float(r["time"])} for r in csv.DictReader(fh)]
+            for r in csv.DictReader(fh):
+                row = {"step": int(r["step"]), "loss": float(r["loss"]),
+                       "learning_rate": float(r["learning_rate"]),
+                       "time": float(r["time"])}
+                row.update({k: float(v) for k, v in r.items()
+                            if k not in row and v not in ("", None)})
+                rows.append(row)
+        return rows
 
-    def add(self, step: int, loss: float, lr: float) -> None:
+    def add(self, step: int, loss: float, lr: float,
+            terms: dict[str, float] | None = None) -> None:
+        terms = terms or {}
         with self.path.open("a", newline="") as fh:
-            csv.writer(fh).writerow([step, f"{loss:.6f}", f"{lr:.3g}",
-                                     f"{time.time():.0f}"])
+            csv.writer(fh).writerow([
+                step, f"{loss:.6f}", f"{lr:.3g}", f"{time.time():.0f}",
+                *(f"{terms[c]:.6f}" if c in terms else "" for c in self.columns)])
 
-    def plot(self, out: str | Path | None = None, title: str = "training loss"
-             ) -> Path | None:
-        return plot_loss(self.path, out or self.path.with_suffix(".png"), title)
+    def plot(self, out: str | Path | None = None, title: str = "training loss",
+             ylabel: str = "epsilon MSE") -> Path | None:
+        return plot_loss(self.path, out or self.path.with_suffix(".png"), title,
+                         ylabel=ylabel, columns=self.columns)
 
 
 def plot_loss(csv_path: str | Path, out: str | Path, title: str = "training loss",
-              smooth: int = 20) -> Path | None:
-    """Plot a loss CSV (raw and moving average, log scale) to PNG."""
+              smooth: int = 20, ylabel: str = "epsilon MSE",
+              columns: tuple[str, ...] = ()) -> Path | None:
+    """Plot a loss CSV (raw and moving average, log scale) to PNG.
+
+    ``columns``: further positive loss terms of the CSV, drawn as moving
+    averages beside the total.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -372,9 +481,16 @@ def plot_loss(csv_path: str | Path, out: str | Path, title: str = "training loss
         k = np.ones(smooth) / smooth
         ax.plot(steps[smooth - 1:], np.convolve(loss, k, mode="valid"), color="C0",
                 label=f"moving average ({smooth} points)")
+    for i, name in enumerate(columns, start=1):
+        pts = [(r["step"], r[name]) for r in rows if r.get(name, 0) > 0]
+        if len(pts) >= smooth:
+            xs, ys = np.array(pts).T
+            k = np.ones(smooth) / smooth
+            ax.plot(xs[smooth - 1:], np.convolve(ys, k, mode="valid"), lw=0.8,
+                    color=f"C{i}", label=name)
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("epsilon MSE")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

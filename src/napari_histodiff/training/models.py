@@ -1,7 +1,9 @@
-"""UNets to train: built from a size name or explicit channels, or loaded.
+"""UNets and VAEs to train: built from a size name or explicit channels, or
+loaded.
 
-Sizes are those of :data:`napari_histodiff.models.factory.UNET_SIZES`; ``channels``
-and ``layers`` override them (e.g. ``48,96,144`` with 2 layers per block).
+Sizes are those of :data:`napari_histodiff.models.factory.UNET_SIZES` and
+:data:`~napari_histodiff.models.factory.VAE_SIZES`; ``channels`` and
+``layers`` override them (e.g. ``48,96,144`` with 2 layers per block).
 """
 
 from __future__ import annotations
@@ -64,6 +66,44 @@ def build_train_unet(in_channels: int, out_channels: int, sample_size: int,
         up_block_types=(first_up,) + ("UpBlock2D",) * (n - 1),
         norm_num_groups=min(32, min(spec["block_out_channels"])),
     )
+
+
+def build_train_vae(size: str = "tiny", factor: int = 4, latent_channels: int = 4,
+                    channels: Sequence[int] | None = None):
+    """A randomly initialised ``AutoencoderKL``.
+
+    Parameters
+    ----------
+    size : str
+        A named size (:func:`napari_histodiff.models.factory.build_vae`).
+    factor : {4, 8}
+        Pixels per latent pixel along a side.
+    latent_channels : int
+    channels : sequence of int, optional
+        Channels per block, ``log2(factor) + 1`` of them, each a multiple of
+        8 (overrides ``size``; e.g. ``16,32,64`` for a fast CPU model). Group
+        norms then use 8 groups unless every width divides by 32.
+    """
+    from ..models.factory import VAE_FACTORS, build_vae
+
+    if channels is None:
+        return build_vae(size, factor, latent_channels)
+    from diffusers import AutoencoderKL
+
+    channels = tuple(int(c) for c in channels)
+    blocks = int(factor).bit_length()  # log2(factor) + 1 for powers of two
+    if len(channels) != blocks or any(c < 8 or c % 8 for c in channels):
+        raise InputError(f"channels: a factor-{factor} autoencoder needs {blocks} "
+                         f"widths, each a multiple of 8, got {channels}")
+    if factor not in VAE_FACTORS:
+        raise InputError(f"factor: expected one of {VAE_FACTORS}, got {factor!r}")
+    groups = 32 if all(c % 32 == 0 for c in channels) else 8
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=latent_channels,
+        block_out_channels=channels,
+        down_block_types=("DownEncoderBlock2D",) * blocks,
+        up_block_types=("UpDecoderBlock2D",) * blocks,
+        norm_num_groups=groups, layers_per_block=1)
 
 
 def load_unet(model_dir: str | Path, subfolder: str):

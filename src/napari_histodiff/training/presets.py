@@ -1,4 +1,6 @@
-"""Training presets. ``demo``: the models shipped as ``--model demo``.
+"""Training presets. ``demo``: the models shipped as ``--model demo``;
+``demo-latent``: the autoencoder and latent model shipped as
+``--model demo-latent``.
 
 The demo models learn from ``skimage.data.immunohistochemistry()``, a real
 512x512 H-DAB image that scikit-image ships. Its labels come from the
@@ -11,6 +13,13 @@ the general commands::
     RUN_DIR/data/images/{top-left,top-right,bottom-left}.png
     RUN_DIR/data/masks/{top-left,top-right,bottom-left}.png
     RUN_DIR/data/heldout/{image,mask}.png
+
+``demo-latent`` uses the same data: it trains the autoencoder (factor 4,
+4 latent channels, size tiny) into ``RUN_DIR/autoencoder``, measuring PSNR
+and SSIM on the held-out quadrant, then the latent image model (64-pixel
+windows = 16 x 16 latents) into ``RUN_DIR/model``, and copies the shipped
+pixel demo's mask generator (``mask_unet/``, which works on masks, not on
+images, so it serves a latent model unchanged) into it.
 """
 
 from __future__ import annotations
@@ -21,12 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..masks.labeller import CLASS_NAMES, auto_label
 from ..models.classes import TissueClasses
 from .data import load_folder_pairs, read_rgb
 from .image_trainer import ImageModelSpec, ImageTrainJob
 from .loop import TrainSettings
 from .mask_trainer import MaskModelSpec, MaskTrainJob
+from .vae_trainer import VAEModelSpec, VAETrainJob, load_vae_images
 
 QUADRANTS = {
     "top-left": (slice(0, 256), slice(0, 256)),
@@ -135,3 +146,92 @@ def demo_mask_job(run_dir: str | Path, steps: int | None = None) -> MaskTrainJob
         classes=classes, run_dir=run_dir / "mask", out=run_dir / "model",
         settings=settings, spec=replace(DEMO_MASK_SPEC),
         provenance={"preset": _provenance("mask")})
+
+
+# -- demo-latent ------------------------------------------------------------------
+DEMO_LATENT_NAME = "demo-latent"
+DEMO_LATENT_VAE_SETTINGS = TrainSettings(
+    steps=3000, batch_size=4, learning_rate=1e-3, warmup=100,
+    lr_schedule="cosine", final_lr_fraction=0.1, cond_dropout=0.0,
+    ema_decay=0.995, seed=DEMO_SEED, checkpoint_every=200, log_every=10)
+DEMO_LATENT_VAE_SPEC = VAEModelSpec(factor=4, latent_channels=4, size="tiny",
+                                    patch_size=64)
+DEMO_LATENT_IMAGE_SETTINGS = replace(DEMO_IMAGE_SETTINGS, steps=4000)
+DEMO_LATENT_IMAGE_SPEC = ImageModelSpec(patch_size=64, size="tiny",
+                                        channels=(32, 64, 64), layers=1)
+
+
+def _latent_provenance(part: str) -> dict:
+    return {**_provenance(part), "preset": DEMO_LATENT_NAME,
+            "command": f"histodiff train --preset demo-latent --part {part}"}
+
+
+def demo_vae_job(run_dir: str | Path, steps: int | None = None) -> VAETrainJob:
+    """The autoencoder job of the demo-latent preset (data under ``run_dir``)."""
+    run_dir = Path(run_dir)
+    data = write_demo_data(run_dir)
+    settings = DEMO_LATENT_VAE_SETTINGS if steps is None else replace(
+        DEMO_LATENT_VAE_SETTINGS, steps=steps)
+    spec = replace(DEMO_LATENT_VAE_SPEC)
+    return VAETrainJob(
+        samples=load_vae_images(data / "images", [], spec.patch_size),
+        run_dir=run_dir / "vae", out=run_dir / "autoencoder", settings=settings,
+        spec=spec, heldout=[data / "heldout" / "image.png"],
+        provenance={"preset": _latent_provenance("vae")})
+
+
+def demo_latent_image_job(run_dir: str | Path, steps: int | None = None
+                          ) -> ImageTrainJob:
+    """The latent image-model job of the demo-latent preset."""
+    run_dir = Path(run_dir)
+    data = write_demo_data(run_dir)
+    classes = demo_classes()
+    settings = DEMO_LATENT_IMAGE_SETTINGS if steps is None else replace(
+        DEMO_LATENT_IMAGE_SETTINGS, steps=steps)
+    return ImageTrainJob(
+        samples=load_folder_pairs(data / "images", data / "masks", classes, 64),
+        classes=classes, run_dir=run_dir / "image", out=run_dir / "model",
+        settings=settings, spec=replace(DEMO_LATENT_IMAGE_SPEC),
+        vae=run_dir / "autoencoder",
+        provenance={"image_preset": _latent_provenance("image")})
+
+
+def copy_demo_mask_model(run_dir: str | Path, source: str | Path | None = None
+                         ) -> Path:
+    """Copy the shipped demo's ``mask_unet/`` into ``RUN_DIR/model``.
+
+    The mask generator makes label masks, whatever model then paints them,
+    so the pixel demo's serves the latent demo as it is. Its provenance is
+    recorded in the latent model's card, with where it was copied from.
+    """
+    import shutil
+
+    from ..models import demo_model_path
+    from ..models.card import ModelCard
+    from ..outputs import atomic_output
+
+    model = Path(run_dir) / "model"
+    src = Path(source) if source is not None else demo_model_path()
+    if src is None or not (src / "mask_unet").is_dir():
+        raise InputError(f"mask: no shipped demo mask model to copy (looked in "
+                         f"{src}); train it with `histodiff train --preset demo "
+                         "--part mask` first")
+    if not (model / "histodiff.json").is_file():
+        raise InputError(f"mask: {model} holds no model yet; train the image part "
+                         "first (--part image)")
+    card, source_card = ModelCard.load(model), ModelCard.load(src)
+    if card.classes.names != source_card.classes.names:
+        raise InputError(f"mask: the demo mask model in {src} has classes "
+                         f"{source_card.classes.names}, the model in {model} "
+                         f"{card.classes.names}")
+    with atomic_output(model / "mask_unet", True, "out", folder=True) as tmp:
+        for f in (src / "mask_unet").iterdir():
+            if f.suffix in (".json", ".safetensors"):
+                shutil.copy2(f, tmp / f.name)
+    card.mask_resolution_factor = source_card.mask_resolution_factor
+    card.provenance["mask_model"] = {
+        **source_card.provenance.get("mask_model", {}),
+        "copied_from": "the shipped demo model (--model demo), mask_unet/",
+        "copied_by": "histodiff train --preset demo-latent --part mask"}
+    card.save(model)
+    return model
