@@ -20,8 +20,8 @@ LAYERS = [
     # "" is the package's __init__: the public facade (lazy pipeline exports)
     ("hooks", ["_widgets", "cli", "_reader", "_writer", "_sample_data", ""]),
     ("bench", ["bench"]),
-    ("pipelines", ["pipelines"]),
     ("distributed", ["distributed"]),
+    ("pipelines", ["pipelines"]),
     ("metrics", ["metrics"]),
     ("training", ["training"]),
     ("study", ["study"]),
