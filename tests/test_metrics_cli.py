@@ -179,3 +179,11 @@ def test_bench_metrics_prints_json(capsys):
     assert result["features"]["name"] == "random"
     assert result["seconds"]["total"] > 0
     assert set(result["privacy"]) >= {"authenticity", "C_T", "nn_distance_ratio"}
+
+
+def test_one_mask_per_synthetic_image(files, tmp_path, capsys):
+    mask = tmp_path / "m.npy"
+    np.save(mask, np.ones((256, 256), np.uint8))
+    rc = main(_args(files, tmp_path / "o", "--masks", str(mask), str(mask)))
+    assert rc == 2
+    assert "--masks: 2 mask(s) for 1 synthetic image(s)" in capsys.readouterr().err

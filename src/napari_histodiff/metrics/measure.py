@@ -141,6 +141,10 @@ def measure_realism(
             "seed": seed}
     real_images = _as_images(real, "--real")
     syn_images = _as_images(synthetic, "--synthetic")
+    if masks is not None and len(masks) != len(syn_images):  # before the work
+        raise InputError(f"--masks: {len(masks)} mask(s) for {len(syn_images)} "
+                         "synthetic image(s); give one mask per synthetic image, "
+                         "in the same order")
     _log(progress, "tiling")
     sets: dict[str, TileSet] = {
         "real": load_tiles(real_images, "real", **opts),
