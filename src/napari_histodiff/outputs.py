@@ -8,8 +8,9 @@ output is replaced only when asked (``overwrite``), and a folder only when
 this project wrote it (:func:`project_output`): a model directory (its
 ``histodiff.json`` has format ``napari-histodiff-model``), an OME-Zarr of
 ``histodiff generate`` (``histodiff`` settings in its attributes) or a canvas
-store (``histodiff_canvas`` in its attributes). The old one is moved aside,
-the new one renamed into place, and only then is the old one removed.
+store (``histodiff_canvas`` in its attributes) or a tile dataset (its
+``dataset.json`` has format ``napari-histodiff-tiles``). The old one is moved
+aside, the new one renamed into place, and only then is the old one removed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .errors import (
 
 MODEL_CARD_NAME = "histodiff.json"
 MODEL_CARD_FORMAT = "napari-histodiff-model"
-MODEL_COMPONENTS = ("unet", "scheduler", "vae", "mask_unet")
+MODEL_COMPONENTS = ("unet", "scheduler", "vae", "mask_unet", "classifier")
 TMP_MARK = ".histodiff-tmp-"
 OLD_MARK = ".histodiff-old-"
 
@@ -63,7 +64,8 @@ def project_output(path: str | Path) -> str | None:
     """What this project wrote at ``path`` (a folder), or None if not ours.
 
     ``"model"``, ``"model component"`` (``unet/`` ... of a model directory),
-    ``"ome-zarr"`` (``histodiff generate`` / export) or ``"canvas"``.
+    ``"ome-zarr"`` (``histodiff generate`` / export), ``"canvas"`` or
+    ``"tiles"`` (a tile dataset of ``histodiff export --tiles``).
     """
     path = Path(path)
     if path.is_symlink() or not path.is_dir():
@@ -77,6 +79,9 @@ def project_output(path: str | Path) -> str | None:
         return "ome-zarr"
     if isinstance(attrs.get("histodiff_canvas"), dict):
         return "canvas"
+    dataset = _read_json(path / "dataset.json")
+    if isinstance(dataset, dict) and dataset.get("format") == "napari-histodiff-tiles":
+        return "tiles"
     if path.name in MODEL_COMPONENTS and project_output(path.parent) == "model":
         return "model component"
     return None
