@@ -237,3 +237,21 @@ def test_rating_report(tmp_path):
     text = (report.folder / "report.md").read_text()
     assert "| pooled | real | 0 | 0 | 1 | 1 | 1 | 4.00 | 8.5 |" in text
     assert (report.folder / "ratings.png").is_file()
+
+
+def test_accuracy_legend_covers_no_bar(known):
+    """The legend of accuracy.png sits where no bar (or its interval) is."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from napari_histodiff.study.analysis import analyse, collect_answers
+    from napari_histodiff.study.report import accuracy_figure
+
+    study, _ = known
+    results = analyse(study.design, collect_answers(study, study.read_key(), ()))
+    fig = accuracy_figure(results)
+    FigureCanvasAgg(fig).draw()
+    (ax,) = fig.axes
+    legend = ax.get_legend().get_window_extent()
+    bars = [p.get_window_extent() for p in ax.patches]
+    assert bars
+    assert not [b for b in bars if b.overlaps(legend)]

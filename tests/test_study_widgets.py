@@ -48,7 +48,7 @@ def test_reader_widget_shows_no_hint_of_the_source(
     shown = set()
     for _ in range(len(study.case_ids())):
         (layer,) = _visible(viewer)
-        assert layer.name == "case" and layer.metadata == {}
+        assert layer.name == "case" and layer.metadata == {widgets.CASE_KEY: True}
         assert layer.source.path is None and layer.source.reader_plugin is None
         assert tuple(layer.contrast_limits) == (0, 255)
         case_id = widget.session.case_id
@@ -218,3 +218,31 @@ def test_a_failed_save_is_reported_and_the_answer_kept_to_retry(
     assert widget.submit() is True
     assert widget.session.answers()[case].answer == "real"
     widget.stop()
+
+
+def test_reader_mode_shows_only_the_case_fitted(make_napari_viewer, widgets,
+                                                tmp_path):
+    """Other (large) layers do not shrink the case to a stamp; the layer list
+    and controls are hidden for the reader and come back afterwards; the
+    create widget never offers the case as a source."""
+    study = make_study(tmp_path, "single", n=2)
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((4000, 4000, 3), np.uint8), rgb=True, name="big")
+    create = widgets.StudyCreateWidget(viewer)
+    qt_viewer = viewer.window._qt_viewer
+    assert qt_viewer.dockLayerList.isVisible()
+    widget = widgets.ReaderWidget(viewer)
+    assert widget.start(study.path, "ann")
+    (case,) = [layer for layer in viewer.layers if layer.visible]
+    canvas = np.asarray(viewer.canvas.size, float)
+    side = np.asarray(case.extent.world)[1, -2:] - np.asarray(case.extent.world)[0, -2:]
+    shown = viewer.scene.camera.zoom * side  # screen pixels the case takes
+    assert shown.max() >= 0.9 * canvas[np.argmax(shown / canvas)]
+    assert not qt_viewer.dockLayerList.isVisible()
+    assert not qt_viewer.dockLayerControls.isVisible()
+    for listing in create.source_lists.values():
+        texts = [listing.item(i).text() for i in range(listing.count())]
+        assert "layer: case" not in texts and "layer: big" in texts
+    widget.stop()
+    assert qt_viewer.dockLayerList.isVisible()
+    assert qt_viewer.dockLayerControls.isVisible()

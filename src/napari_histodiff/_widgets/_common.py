@@ -82,6 +82,21 @@ def notify_error(exc: BaseException, action: str = "") -> None:
                    "are unchanged; see the log for details.")
 
 
+def camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
+def canvas_size(viewer) -> tuple[float, float]:
+    """(height, width) of the viewer's canvas in screen pixels (0s if none)."""
+    canvas = getattr(viewer, "canvas", None)
+    size = getattr(canvas, "size", None)
+    if size is None:
+        size = getattr(viewer, "_canvas_size", (0, 0))
+    return float(size[0]), float(size[1])
+
+
 def describe_region(region) -> str:
     """``(y0, y1, x0, x1)`` as people read it: ``x 100-200, y 80-170``."""
     y0, y1, x0, x1 = (int(v) for v in region)

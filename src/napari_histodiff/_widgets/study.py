@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import napari
+import numpy as np
 from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QKeySequence
@@ -40,9 +41,11 @@ from ..errors import InputError
 from ..study import ReaderSession, create_study, write_report
 from ..study.designs import DESIGN_TITLES, DESIGNS, LEVELS, QUESTIONS
 from ..study.images import RGBImage
-from ._common import notify_error
+from ._common import camera, canvas_size, notify_error
 
 #: Names of the layers that show a case; they never change between cases.
+#: Metadata key marking the layers that show a reader their case.
+CASE_KEY = "histodiff_study_case"
 CASE_LAYER_NAMES = {1: ("case",), 2: ("left", "right")}
 #: Neutral viewer title while a study runs.
 STUDY_TITLE = "napari: reader study"
@@ -193,6 +196,7 @@ class StudyCreateWidget(QWidget):
             layer.name
             for layer in self.viewer.layers
             if isinstance(layer, napari.layers.Image) and layer.rgb
+            and not layer.metadata.get(CASE_KEY)  # a reader's case is no source
         ]
         for listing in self.source_lists.values():
             checked = {
@@ -544,6 +548,7 @@ class ReaderWidget(QWidget):
             if layer in self.viewer.layers:
                 layer.visible = True
         self._hidden = []
+        self._show_docks(True)
         if self._old_title is not None:
             self.viewer.title = self._old_title
             self._old_title = None
@@ -559,6 +564,40 @@ class ReaderWidget(QWidget):
         self._hidden = [layer for layer in self.viewer.layers if layer.visible]
         for layer in self._hidden:
             layer.visible = False
+        self._show_docks(False)
+
+    def _show_docks(self, visible: bool) -> None:
+        """Hide napari's layer list and layer controls in reader mode (the
+        organiser's layers, contrast and gamma are not the reader's), and
+        show them again afterwards as they were."""
+        qt_viewer = getattr(self.viewer.window, "_qt_viewer", None)
+        if qt_viewer is None:
+            return
+        docks = [getattr(qt_viewer, name, None)
+                 for name in ("dockLayerList", "dockLayerControls")]
+        if not visible:
+            self._docks = [(d, d.isVisible()) for d in docks if d is not None]
+            for dock, _was in self._docks:
+                dock.setVisible(False)
+        else:
+            for dock, was in getattr(self, "_docks", []):
+                dock.setVisible(was)
+            self._docks = []
+
+    def _fit_case(self) -> None:
+        """Fit the case to the canvas: hidden layers must not set the view
+        (napari's reset_view counts them, and shrinks the case to a stamp)."""
+        ext = np.array([np.asarray(layer.extent.world)[:, -2:]
+                        for layer in self._case_layers])
+        lo, hi = ext[:, 0].min(axis=0), ext[:, 1].max(axis=0)
+        size = np.maximum(hi - lo, 1e-6)
+        canvas = np.asarray(canvas_size(self.viewer))
+        cam = camera(self.viewer)
+        cam.center = tuple((lo + hi) / 2.0)
+        if canvas.min() > 1:
+            cam.zoom = float(0.95 * (canvas / size).min())
+        else:  # no canvas yet (headless start): napari's own fit
+            self.viewer.reset_view()
 
     # -- keys -------------------------------------------------------------
     def _key_actions(self) -> dict[str, object]:
@@ -702,7 +741,7 @@ class ReaderWidget(QWidget):
                     rgb=True,
                     contrast_limits=(0, 255),
                     translate=(0, i * (size + gap)),
-                    metadata={},
+                    metadata={CASE_KEY: True},
                 )
                 for i, name in enumerate(names)
             ]
@@ -714,7 +753,7 @@ class ReaderWidget(QWidget):
                 layer.data = tile
                 layer.contrast_limits = (0, 255)
         self.viewer.layers.selection.active = self._case_layers[0]
-        self.viewer.reset_view()
+        self._fit_case()
 
     def _update(self) -> None:
         session = self.session

@@ -40,6 +40,7 @@ from ._common import (
     CANVAS_KEY,
     SETTINGS_KEY,
     LayerCombo,
+    camera,
     connect_while_alive,
     describe_region,
     image_region_from_shapes,
@@ -474,7 +475,7 @@ class SynthesisWidget(QWidget):
                                edge_color="magenta", face_color="transparent",
                                edge_width=2)
         self.viewer.layers.selection.active = layer
-        self.viewer.camera.center = tuple(world.mean(axis=0))
+        camera(self.viewer).center = tuple(world.mean(axis=0))
 
     def _done(self, *_args) -> None:
         job, self.job = self.job, None

@@ -246,6 +246,11 @@ def _save(fig, path: Path) -> Path:
 
 
 def _plot_accuracy(results: StudyResults, folder: Path) -> Path:
+    return _save(accuracy_figure(results), folder / "accuracy.png")
+
+
+def accuracy_figure(results: StudyResults):
+    """Accuracy per reader and pooled, with Wilson intervals and chance."""
     from matplotlib.figure import Figure
 
     groups = results.groups
@@ -261,8 +266,11 @@ def _plot_accuracy(results: StudyResults, folder: Path) -> Path:
     ax.set_xticks(xs, [g.name for g in groups], rotation=30, ha="right")
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy (95% Wilson CI)")
-    ax.legend(loc="lower right")
-    return _save(fig, folder / "accuracy.png")
+    # above the axes: inside them it would cover a bar whatever the corner
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), frameon=False,
+              borderaxespad=0.0)
+    fig.tight_layout()
+    return fig
 
 
 def _plot_confidence(results: StudyResults, folder: Path) -> Path:
