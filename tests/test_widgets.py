@@ -449,11 +449,8 @@ def test_menu_commands(make_napari_viewer, notes):
 
 def test_sample_data_through_napari(make_napari_viewer, monkeypatch, tmp_path):
     from napari_histodiff import _sample_data
+    from napari_histodiff.pipelines.cache import MODEL_CACHE
 
-    monkeypatch.setattr(_sample_data, "SYNTH_SIZE", (48, 48))
-    monkeypatch.setattr(_sample_data, "SYNTH_STEPS", 2)
-    monkeypatch.setattr(_sample_data, "_cache_file",
-                        lambda folder: tmp_path / "pair.npz")
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "ihc")
     assert [ly.name for ly in viewer.layers] == ["IHC", "IHC mask"]
@@ -461,6 +458,25 @@ def test_sample_data_through_napari(make_napari_viewer, monkeypatch, tmp_path):
 
     if demo_model_path() is None:
         return  # the synthetic pair needs the shipped demo model
+    # the shipped pair opens without any synthesis on the UI thread
+    def no_model(*_a, **_k):
+        raise AssertionError("the shipped pair needs no model")
+
+    monkeypatch.setattr(MODEL_CACHE, "get", no_model)
+    viewer.layers.clear()
+    viewer.open_sample(PLUGIN, "synthetic")
+    shipped = viewer.layers["synthetic image"]
+    assert shipped.data.shape == (*_sample_data.SYNTH_SIZE, 3)
+    assert shipped.metadata["histodiff"]["num_inference_steps"] == \
+        _sample_data.SYNTH_STEPS
+    monkeypatch.undo()
+    # without it (other weights, or none shipped): made once, then cached
+    monkeypatch.setattr(_sample_data, "SHIPPED_PAIR", "absent.npz")
+    monkeypatch.setattr(_sample_data, "SYNTH_SIZE", (48, 48))
+    monkeypatch.setattr(_sample_data, "SYNTH_STEPS", 2)
+    monkeypatch.setattr(_sample_data, "_cache_file",
+                        lambda folder: tmp_path / "pair.npz")
+    viewer.layers.clear()
     viewer.open_sample(PLUGIN, "synthetic")
     image = viewer.layers["synthetic image"]
     assert image.data.shape == (48, 48, 3) and (tmp_path / "pair.npz").is_file()
@@ -468,6 +484,19 @@ def test_sample_data_through_napari(make_napari_viewer, monkeypatch, tmp_path):
     viewer.open_sample(PLUGIN, "synthetic")  # from the cache, the same pixels
     assert (viewer.layers["synthetic image"].data == image.data).all()
     assert viewer.layers["synthetic image"].metadata["histodiff"]["seed"] == 0
+
+
+def test_shipped_pair_of_other_weights_is_ignored(tmp_path):
+    import numpy as np
+
+    from napari_histodiff import _sample_data
+
+    path = tmp_path / "pair.npz"
+    _sample_data._write_pair(path, np.zeros((4, 4), np.int32),
+                             np.zeros((4, 4, 3), np.uint8), {"seed": 0},
+                             weights_sha256="abc")
+    assert _sample_data._read_pair(path, "abc") is not None
+    assert _sample_data._read_pair(path, "other") is None
 
 
 def test_mask_model_of_the_demo(dock, qtbot):

@@ -3,7 +3,11 @@
 ``ihc_sample``: scikit-image's immunohistochemistry image (offline, shipped
 with scikit-image) and the automatic labeller's mask of it.
 ``synthetic_sample``: a random-blob mask and the image the demo model makes
-from it (cached after the first time).
+from it. The pair ships beside the demo weights (``models/demo/
+sample-pair.npz``, made by ``python scripts/make_sample_pair.py`` whenever the
+demo is retrained), so opening it costs no synthesis on napari's UI thread; a
+pair that does not belong to the installed weights (its ``weights_sha256``
+differs) is ignored, and the pair is then made once and kept in the user cache.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 SYNTH_SIZE = (128, 128)
 SYNTH_STEPS = 10
+SHIPPED_PAIR = "sample-pair.npz"
 
 
 def _labels_kwargs(classes, name: str, **kwargs: Any) -> dict[str, Any]:
@@ -50,28 +55,23 @@ def synthetic_sample() -> list[tuple]:
     the user cache directory after the first time (about 10-30 s on a 2-core
     CPU); it is made again when the demo model changes.
     """
-    import numpy as np
+    from .models import resolve_model_path
+    from .models.card import ModelCard
 
-    from .masks.tools import random_blobs
-    from .pipelines.cache import MODEL_CACHE
+    folder = resolve_model_path("demo")
+    classes = ModelCard.load(folder).classes
+    pair = _read_pair(folder / SHIPPED_PAIR, _weights_sha256(folder))
+    if pair is None:
+        pair = _read_pair(_cache_file(str(folder)))
+    if pair is None:
+        from .pipelines.cache import MODEL_CACHE
 
-    pipe = MODEL_CACHE.get("demo")
-    classes = pipe.card.classes
-    cache = _cache_file(pipe.source)
-    try:
-        with np.load(cache, allow_pickle=False) as saved:
-            mask, image = saved["mask"], saved["image"]
-            settings = json.loads(str(saved["settings"]))
-    except (OSError, KeyError, ValueError):
-        mask = random_blobs(SYNTH_SIZE, list(range(1, len(classes))), seed=0)
-        out = pipe(mask, num_inference_steps=SYNTH_STEPS, seed=0, store="memory")
-        image, settings = out.image, out.settings
+        pair = make_sample_pair(MODEL_CACHE.get("demo"))
         try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(cache, mask=mask, image=image,
-                                settings=json.dumps(settings))
+            _write_pair(_cache_file(str(folder)), *pair)
         except OSError:
             pass  # no cache: made again next time
+    mask, image, settings = pair
     width = mask.shape[1]
     return [
         (mask, _labels_kwargs(classes, "synthetic mask"), "labels"),
@@ -80,6 +80,62 @@ def synthetic_sample() -> list[tuple]:
                  "metadata": {"histodiff": settings,
                               "mask_layer": "synthetic mask"}}, "image"),
     ]
+
+
+def make_sample_pair(pipe):
+    """(mask, image, settings) of the sample pair, made with ``pipe``."""
+    from .masks.tools import random_blobs
+
+    classes = pipe.card.classes
+    mask = random_blobs(SYNTH_SIZE, list(range(1, len(classes))), seed=0)
+    out = pipe(mask, num_inference_steps=SYNTH_STEPS, seed=0, store="memory")
+    return mask, out.image, out.settings
+
+
+def write_shipped_pair(model_folder: str | Path) -> Path:
+    """Make the pair with the model in ``model_folder`` and write it there."""
+    from .pipelines.mask_to_image import HistoDiffPipeline
+
+    folder = Path(model_folder)
+    pair = make_sample_pair(HistoDiffPipeline.from_pretrained(folder))
+    return _write_pair(folder / SHIPPED_PAIR, *pair,
+                       weights_sha256=_weights_sha256(folder))
+
+
+def _weights_sha256(model_folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(Path(model_folder).glob("unet/*.safetensors")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _read_pair(path: Path, weights_sha256: str | None = None):
+    """(mask, image, settings) from ``path``, or None (missing, damaged, or
+    made with other weights than ``weights_sha256``)."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            if weights_sha256 is not None and \
+                    str(saved["weights_sha256"]) != weights_sha256:
+                return None
+            return (saved["mask"], saved["image"],
+                    json.loads(str(saved["settings"])))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _write_pair(path: Path, mask, image, settings, weights_sha256: str = "") -> Path:
+    import os
+
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez_compressed(tmp, mask=mask, image=image, settings=json.dumps(settings),
+                        weights_sha256=weights_sha256)
+    os.replace(tmp, path)
+    return path
 
 
 def _cache_file(model_folder: str) -> Path:
