@@ -1,5 +1,6 @@
 """Export panel: the synthetic image with its mask, whole or a rectangle, as
-OME-Zarr, (pyramidal) OME-TIFF or PNG, with a provenance sidecar JSON."""
+OME-Zarr, (pyramidal) OME-TIFF, PNG or QuPath GeoJSON with a provenance
+sidecar JSON, or as a tile dataset for training (a folder)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from ..errors import InputError
+from ..io.tiles import TileDataset
 from ._common import (
     SETTINGS_KEY,
     LayerCombo,
@@ -35,7 +38,11 @@ from .synth_widget import regions_layer
 if TYPE_CHECKING:
     import napari
 
-FORMATS = {".zarr": "OME-Zarr (.zarr)", ".tif": "OME-TIFF (.tif)", ".png": "PNG (.png)"}
+TILES = "tiles"
+
+FORMATS = {".zarr": "OME-Zarr (.zarr)", ".tif": "OME-TIFF (.tif)", ".png": "PNG (.png)",
+           ".geojson": "QuPath annotations (.geojson)",
+           TILES: "Tile dataset (folder)"}
 EXTENTS = {"whole": "whole image", "region": "drawn rectangle"}
 
 
@@ -64,6 +71,12 @@ class ExportWidget(QWidget):
         self.format = QComboBox()
         for key, text in FORMATS.items():
             self.format.addItem(text, key)
+        self.tile_size = QSpinBox()
+        self.tile_size.setRange(16, 4096)
+        self.tile_size.setValue(256)
+        self.tile_size.setSuffix(" px")
+        self.tile_size.setToolTip("Tiles of this size with their masks, a "
+                                  "tissue filter and manifest.csv")
         self.path = QLineEdit()
         self.path.setPlaceholderText("output file (the suffix picks the format)")
         self.browse = QPushButton("…")
@@ -79,7 +92,9 @@ class ExportWidget(QWidget):
         form.addRow("Mask", self.mask_combo)
         form.addRow("Export", self.extent)
         form.addRow("Format", self.format)
+        form.addRow("Tile size", self.tile_size)
         form.addRow("File", path_row)
+        self._form = form
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.export_button)
@@ -91,6 +106,14 @@ class ExportWidget(QWidget):
         self.image_combo.currentIndexChanged.connect(self._image_changed)
         self.export_button.clicked.connect(self.export)
         self._image_changed()
+        self._show_tile_size()
+
+    def _show_tile_size(self) -> None:
+        tiles = self.format.currentData() == TILES
+        self.tile_size.setVisible(tiles)
+        label = self._form.labelForField(self.tile_size)
+        if label is not None:
+            label.setVisible(tiles)
 
     def _image_changed(self, *_args) -> None:
         image = self.image_combo.layer()
@@ -101,14 +124,22 @@ class ExportWidget(QWidget):
             self.mask_combo.setCurrentText(name)
 
     def _format_changed(self, *_args) -> None:
+        self._show_tile_size()
         text = self.path.text().strip()
         if text:
             from ..io.export import base_path
 
-            self.path.setText(str(base_path(text)) + self.format.currentData())
+            suffix = self.format.currentData()
+            self.path.setText(str(base_path(text)) + ("" if suffix == TILES
+                                                      else suffix))
 
     def _browse(self) -> None:
         suffix = self.format.currentData()
+        if suffix == TILES:
+            path = QFileDialog.getExistingDirectory(self, "Tile dataset in")
+            if path:
+                self.path.setText(str(Path(path) / "tiles"))
+            return
         path, _ = QFileDialog.getSaveFileName(
             self, "Export to", f"synthetic{suffix}", f"{FORMATS[suffix]} (*{suffix})")
         if path:
@@ -120,6 +151,7 @@ class ExportWidget(QWidget):
     def export(self) -> None:
         """Write the chosen image (and mask) in a worker thread."""
         from ..io.export import export_synthesis
+        from ..io.tiles import export_tiles
 
         try:
             kwargs = self._request()
@@ -127,8 +159,17 @@ class ExportWidget(QWidget):
             notify_error(exc, "Export")
             return
         self.export_button.setEnabled(False)
-        self.status.setText(f"Writing {kwargs['path']}…")
-        worker = make_worker(export_synthesis, **kwargs)
+        if self.format.currentData() == TILES:
+            self.status.setText(f"Writing tiles to {kwargs['path']}…")
+            worker = make_worker(
+                export_tiles, kwargs["path"], kwargs["image"], kwargs["mask"],
+                kwargs["classes"], self.tile_size.value(), region=kwargs["region"],
+                settings=kwargs["settings"], source=kwargs["source"],
+                overwrite=kwargs["overwrite"], argname="File")
+        else:
+            self.status.setText(f"Writing {kwargs['path']}…")
+            kwargs.pop("source")
+            worker = make_worker(export_synthesis, **kwargs)
         worker.returned.connect(self._exported)
         worker.errored.connect(self._failed)
         worker.finished.connect(lambda: self.export_button.setEnabled(True))
@@ -143,8 +184,10 @@ class ExportWidget(QWidget):
         if not text:
             raise InputError("Choose the output file (… button).")
         path = Path(text).expanduser()
-        if path.suffix.lower() not in (".zarr", ".tif", ".tiff", ".png"):
-            path = path.with_name(path.name + self.format.currentData())
+        suffix = self.format.currentData()
+        known = (".zarr", ".tif", ".tiff", ".png", ".geojson")
+        if suffix != TILES and path.suffix.lower() not in known:
+            path = path.with_name(path.name + suffix)
         mask_layer = self.mask_combo.layer()
         data = level0(image)
         mask = classes = None
@@ -161,10 +204,18 @@ class ExportWidget(QWidget):
             "path": path, "image": data, "mask": mask, "classes": classes,
             "settings": dict(image.metadata.get(SETTINGS_KEY, {})),
             "region": region, "overwrite": str(path) == self._confirmed,
+            "source": image.name,
         }
 
     def _exported(self, result) -> None:
         self.last_result = result
+        if isinstance(result, TileDataset):
+            text = (f"Wrote {result.written} tiles of {result.size} px to "
+                    f"{result.folder} ({result.skipped} left out by the tissue "
+                    "filter)")
+            self.status.setText(text)
+            show_info(f"HistoDiff export: {text}")
+            return
         written = [result.image, result.mask, result.sidecar]
         names = ", ".join(p.name for p in written if p is not None)
         self.status.setText(f"Wrote {names} in {result.image.parent}")

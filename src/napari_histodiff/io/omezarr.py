@@ -3,7 +3,8 @@
 Layout written by :func:`write_synthesis`::
 
     out.zarr/
-      zarr.json            multiscales (axes c, y, x), attrs["histodiff"]
+      zarr.json            multiscales (axes c, y, x), omero (the channels as
+                           red, green, blue), attrs["histodiff"]
       0/ 1/ ...            pyramid levels, down to <= 1024 px on the long side
       labels/mask/         the mask, with class names and colours in
                            image-label metadata (colors, properties)
@@ -24,6 +25,19 @@ from ..models.classes import TissueClasses
 
 PYRAMID_MAX_SIDE = 1024
 LABEL_NAME = "mask"
+
+
+#: OMERO rendering metadata: the three channels shown as red, green and blue
+#: over 0-255, so that generic OME-Zarr viewers (napari-ome-zarr) show colour.
+OMERO_RGB = {
+    "rdefs": {"model": "color"},
+    "channels": [
+        {"label": name, "color": color, "active": True,
+         "window": {"min": 0, "max": 255, "start": 0, "end": 255}}
+        for name, color in (("red", "FF0000"), ("green", "00FF00"),
+                            ("blue", "0000FF"))
+    ],
+}
 
 
 def pyramid_levels(height: int, width: int, max_side: int = PYRAMID_MAX_SIDE) -> int:
@@ -106,7 +120,8 @@ def _write_synthesis(path: Path, image, mask, classes: TissueClasses,
     chunks = {"chunks": (3, 512, 512)}
     write_multiscale(_image_pyramid(image, levels), group=root, axes="cyx",
                      coordinate_transformations=transforms,
-                     storage_options=chunks, name="synthetic")
+                     storage_options=chunks, name="synthetic",
+                     metadata={"omero": OMERO_RGB})
     label_transforms = [[{"type": "scale", "scale": t[0]["scale"][1:]}]
                         for t in transforms]
     write_multiscale_labels(

@@ -1,7 +1,8 @@
 """Sampling square tissue tiles from RGB images, skipping background.
 
-A pixel counts as tissue unless it is near-black (slide edge, padding) or
-bright and nearly colourless (empty glass). With ``value = max(R, G, B)``,
+The tissue filter (:mod:`napari_histodiff.io.tissue`): a pixel counts as
+tissue unless it is near-black (slide edge, padding) or bright and nearly
+colourless (empty glass). With ``value = max(R, G, B)``,
 ``saturation = (max - min) / max`` and ``luma = 0.299 R + 0.587 G + 0.114 B``
 a pixel is tissue when ``value >= MIN_VALUE`` and
 (``saturation >= MIN_SATURATION`` or ``luma <= MAX_BACKGROUND_LUMA``).
@@ -22,34 +23,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+
+# The tissue filter lives in io.tissue (tile datasets use it too); its names
+# stay importable from here.
+from ..io.tissue import (  # noqa: F401
+    DEFAULT_MIN_TISSUE,
+    MAX_BACKGROUND_LUMA,
+    MIN_SATURATION,
+    MIN_VALUE,
+    tissue_fraction,
+    tissue_mask,
+)
 from .images import RGBImage
-
-#: Pixels darker than this maximum channel value are background.
-MIN_VALUE = 20
-#: Pixels at least this saturated are tissue.
-MIN_SATURATION = 0.08
-#: Unsaturated pixels brighter than this luma are background (glass).
-MAX_BACKGROUND_LUMA = 200.0
-#: Default minimum fraction of tissue pixels in a usable tile.
-DEFAULT_MIN_TISSUE = 0.5
-
-
-def tissue_mask(rgb: np.ndarray) -> np.ndarray:
-    """Boolean mask of the tissue pixels of an ``(..., 3)`` ``uint8`` image."""
-    rgb = np.asarray(rgb)
-    channels = rgb[..., :3].astype(np.float32)
-    value = channels.max(axis=-1)
-    low = channels.min(axis=-1)
-    saturation = np.where(value > 0, (value - low) / np.maximum(value, 1.0), 0.0)
-    luma = channels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return (value >= MIN_VALUE) & (
-        (saturation >= MIN_SATURATION) | (luma <= MAX_BACKGROUND_LUMA)
-    )
-
-
-def tissue_fraction(rgb: np.ndarray) -> float:
-    """Fraction of the pixels of an RGB image that are tissue."""
-    return float(tissue_mask(rgb).mean())
 
 
 @dataclass(frozen=True)
