@@ -90,3 +90,64 @@ def test_cli_label(tmp_path, ihc, capsys):
     Image.fromarray(ihc[:64, :64, 0]).save(gray)
     assert main(["label", str(gray), "--out", str(tmp_path / "m2.png")]) == 2
     assert "gray.png" in capsys.readouterr().err
+
+
+# -- stains: H-DAB and H&E ---------------------------------------------------------
+def _he_image():
+    """An H&E stand-in: the IHC image's hematoxylin kept, its DAB density
+    moved to eosin, and a faint eosin wash over the tissue."""
+    from skimage import data
+    from skimage.color import hed2rgb, rgb2hed
+
+    ihc = data.immunohistochemistry()
+    hed = rgb2hed(ihc)
+    out = np.zeros_like(hed)
+    out[..., 0] = hed[..., 0]
+    out[..., 1] = np.clip(hed[..., 2], 0, None) + 0.03 * (ihc.mean(-1) < 200)
+    return (np.clip(hed2rgb(out), 0, 1) * 255).astype(np.uint8)
+
+
+def test_stain_is_measured():
+    from skimage import data
+
+    from napari_histodiff.masks.labeller import stain_report
+
+    assert stain_report(data.immunohistochemistry())["stain"] == "hdab"
+    report = stain_report(_he_image())
+    assert report["stain"] == "he" and report["eosin_p90"] > report["dab_p90"]
+    grey = np.full((64, 64, 3), 128, np.uint8)
+    assert stain_report(grey)["stain"] is None
+
+
+def test_he_image_is_not_labelled_as_hdab():
+    from napari_histodiff.errors import InputError
+    from napari_histodiff.masks.labeller import HE_CLASS_NAMES, label_image
+
+    he = _he_image()
+    with pytest.raises(InputError, match="looks H&E.*--stain he"):
+        label_image(he, "hdab")
+    labels, names, report = label_image(he)  # auto
+    assert names == HE_CLASS_NAMES and report["labelled_as"] == "he"
+    fractions = np.bincount(labels.ravel(), minlength=5)[1:] / labels.size
+    assert fractions[2] > 0.05  # stroma (eosin-rich) found
+    assert fractions[1] > 0.02  # nuclei found
+    forced, _, _ = label_image(he, "hdab", check=False)
+    assert forced.shape == he.shape[:2]
+    with pytest.raises(InputError, match="cannot tell"):
+        label_image(np.full((64, 64, 3), 128, np.uint8))
+
+
+def test_cli_label_he(tmp_path):
+    from _helpers import run_cli
+
+    from napari_histodiff.io.preview import save_png
+
+    image = tmp_path / "he.png"
+    save_png(image, _he_image())
+    res = run_cli("label", str(image), "--out", str(tmp_path / "m.png"))
+    assert res.returncode == 0, res.stderr
+    assert "labelled as he" in res.stdout and "stroma" in res.stdout
+    res = run_cli("label", str(image), "--stain", "hdab", "--out",
+                  str(tmp_path / "m2.png"))
+    assert res.returncode == 2 and "--stain he" in res.stderr
+    assert not (tmp_path / "m2.png").exists()

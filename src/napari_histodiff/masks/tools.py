@@ -195,12 +195,18 @@ def region_mask(shape: Sequence[int], region: Region) -> np.ndarray:
 
 
 # -- masks from other sources ------------------------------------------------
-def mask_from_image(rgb, classes: TissueClasses) -> tuple[np.ndarray, list[str]]:
+def mask_from_image(rgb, classes: TissueClasses, stain: str = "auto"
+                    ) -> tuple[np.ndarray, list[str]]:
     """The automatic labeller's mask of ``rgb``, in the ids of ``classes``.
 
-    The labeller writes ``background, nuclei, dab, tissue``; each is mapped
-    to the class of the same name. Labeller classes the model lacks become
-    0 (unknown) and are returned so the caller can say so.
+    The labeller of the image's stain (measured unless ``stain`` is given;
+    see :func:`.labeller.label_image`) writes ``background, nuclei, dab,
+    tissue`` (H-DAB) or ``background, nuclei, stroma, tissue`` (H&E); each is
+    mapped to the class of the same name. Labeller classes the model lacks
+    become 0 (unknown) and are returned so the caller can say so. When the
+    stain cannot be measured (neither dominates, e.g. a crop without any
+    DAB-positive cell), the labeller whose classes the model has is used
+    (H&E for a model with ``stroma`` and no ``dab``, else H-DAB).
 
     Returns
     -------
@@ -210,16 +216,21 @@ def mask_from_image(rgb, classes: TissueClasses) -> tuple[np.ndarray, list[str]]
         Labeller classes ``classes`` does not have.
     """
     try:
-        from .labeller import CLASS_NAMES, auto_label
+        from .labeller import label_image, stain_report
     except ImportError as exc:
         raise InputError("the automatic labeller is not available in this build "
                          "of napari-histodiff; paint the mask or open one from a "
                          "file") from exc
-    labels = auto_label(np.asarray(rgb))
-    lut = np.zeros(max(len(CLASS_NAMES) + 1, int(labels.max(initial=0)) + 1),
+    if stain == "auto" and stain_report(rgb)["stain"] is None:
+        # neither stain dominates (e.g. a crop without DAB-positive cells):
+        # the labeller of the model's classes
+        stain = "he" if "stroma" in classes.names and "dab" not in classes.names \
+            else "hdab"
+    labels, names, _report = label_image(np.asarray(rgb), stain)
+    lut = np.zeros(max(len(names) + 1, int(labels.max(initial=0)) + 1),
                    mask_dtype(len(classes)))
     missing = []
-    for i, name in enumerate(CLASS_NAMES, start=1):
+    for i, name in enumerate(names, start=1):
         if name in classes.names:
             lut[i] = classes.index_of(name)
         else:
