@@ -77,10 +77,17 @@ def generate(args, mask: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     def make(name, config):  # the package's factory, then the overrides
         sched = factory(name, config)
         if overrides:
-            sched = type(sched).from_config({**dict(sched.config), **overrides})
+            sched = type(sched).from_config(sched.config, **overrides)
+            lost = {k: v for k, v in overrides.items() if sched.config.get(k) != v}
+            if lost:
+                raise SystemExit(f"--scheduler-option: {type(sched).__name__} "
+                                 f"does not take {lost}")
         return sched
 
     mask_to_image.make_scheduler = make
+    restore = _guidance_interval(args.guidance_low, args.guidance_low_below,
+                                 args.guidance)
+    undo_eta = _ddim_eta(args.ddim_eta)
     try:
         pipe = HistoDiffPipeline.from_pretrained(args.model, device=args.device)
         strategy = get_strategy(args.strategy, stride=args.stride,
@@ -100,6 +107,8 @@ def generate(args, mask: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         out = run.output()
     finally:
         mask_to_image.make_scheduler = factory
+        restore()
+        undo_eta()
     sched = run.engine.scheduler
     canvas = np.asarray(run.store["latents"], dtype=np.float64)
     image_chw = np.moveaxis(out.image, -1, 0).astype(np.float64)
@@ -123,6 +132,63 @@ def generate(args, mask: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
             to_uint8(canvas), np.moveaxis(out.image, -1, 0))),
     }
     return out.image, {"settings": _plain(out.settings), "sampler": diag}
+
+
+def _guidance_interval(low: float | None, below: int | None, scale: float):
+    """Use guidance ``low`` instead of ``scale`` at timesteps ``t < below``
+    (a guidance interval, Kynkaanniemi et al. 2024), by wrapping the
+    Denoiser for this run only. Returns the function that undoes it."""
+    from napari_histodiff.conditioning.denoiser import Denoiser
+
+    if low is None or below is None:
+        return lambda: None
+    call, combine = Denoiser.__call__, Denoiser._combine
+
+    def guided_call(self, x, t, windows):
+        self._realism_t = float(t)
+        return call(self, x, t, windows)
+
+    def guided_combine(self, outs):
+        if getattr(self, "_realism_t", below) >= below:
+            return combine(self, outs)
+        saved = self.branches
+        self.branches = {k: (low if v == scale else v) for k, v in saved.items()}
+        try:
+            return combine(self, outs)
+        finally:
+            self.branches = saved
+
+    Denoiser.__call__, Denoiser._combine = guided_call, guided_combine
+
+    def restore():
+        Denoiser.__call__, Denoiser._combine = call, combine
+
+    return restore
+
+
+def _ddim_eta(eta: float | None):
+    """Make DDIM steps take ``eta`` (0: deterministic, 1: DDPM-like noise) for
+    this run only. Returns the function that undoes it."""
+    if eta is None:
+        return lambda: None
+    from diffusers import DDIMScheduler
+
+    step = DDIMScheduler.step
+
+    def step_with_eta(self, model_output, timestep, sample, eta_=None,
+                      use_clipped_model_output=False, generator=None,
+                      variance_noise=None, return_dict=True):
+        return step(self, model_output, timestep, sample, eta=eta,
+                    use_clipped_model_output=use_clipped_model_output,
+                    generator=generator, variance_noise=variance_noise,
+                    return_dict=return_dict)
+
+    DDIMScheduler.step = step_with_eta
+
+    def restore():
+        DDIMScheduler.step = step
+
+    return restore
 
 
 def _final_sigma(sched) -> float | None:
@@ -167,6 +233,8 @@ def measure(args, real, mask, synthetic, floors) -> dict[str, Any]:
         "per_channel_highest_band_ratio": {
             k: v["highest_band_ratio"] for k, v in spec["channels"].items()},
     }
+    result["ycbcr_band_power"] = {"real": ycbcr_band_power(real),
+                                  "synthetic": ycbcr_band_power(synthetic)}
     ruler = fit_thresholds(real)
     ids = [int(i) for i in np.unique(mask) if i > 0]
     dice = dice_per_class(auto_label(synthetic, ruler), mask, ids)
@@ -175,6 +243,23 @@ def measure(args, real, mask, synthetic, floors) -> dict[str, Any]:
                                "dice": {str(k): v for k, v in dice.items()},
                                "real_image_mean_dice": mean_dice(ceiling)}
     return result
+
+
+def ycbcr_band_power(image: np.ndarray, n_bands: int = 4) -> dict[str, list]:
+    """Band powers (as in the spectral report) of the luma (Y) and chroma
+    (Cb, Cr) planes of ``image`` (ITU-R BT.601, skimage's ``rgb2ycbcr``):
+    colour speckle shows as chroma power where real tissue has almost none."""
+    from skimage.color import rgb2ycbcr
+
+    from napari_histodiff.metrics.spectral import power_spectrum, ring_means
+
+    ycc = rgb2ycbcr(image)
+    edges = np.linspace(0.0, 0.5, n_bands + 1)
+    out = {}
+    for i, name in enumerate(("Y", "Cb", "Cr")):
+        power, r = power_spectrum(ycc[..., i])
+        out[name] = [float(v) for v in ring_means(power, r, edges)]
+    return out
 
 
 def _c2st_summary(res) -> dict[str, Any]:
@@ -192,6 +277,12 @@ def main(argv=None) -> int:
     g.add_argument("--steps", type=int, default=20)
     g.add_argument("--guidance", type=float, default=2.0)
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--guidance-low", type=float, default=None,
+                   help="guidance used below --guidance-low-below (an interval)")
+    g.add_argument("--guidance-low-below", type=int, default=None, metavar="T",
+                   help="timestep below which --guidance-low applies")
+    g.add_argument("--ddim-eta", type=float, default=None,
+                   help="with --scheduler ddim: the eta of every step")
     g.add_argument("--scheduler", default="dpm++")
     g.add_argument("--scheduler-option", action="append", default=[],
                    metavar="KEY=VALUE",

@@ -51,8 +51,21 @@ def _channel(image: np.ndarray, name: str) -> np.ndarray:
     return img[..., CHANNELS.index(name) - 1]
 
 
-def _power(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Power and radial frequency (cycles per pixel) of one 2-D plane."""
+def power_spectrum(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Power and radial frequency (cycles per pixel) of one 2-D plane.
+
+    Parameters
+    ----------
+    plane : np.ndarray
+        (H, W), any real values (grey levels here).
+
+    Returns
+    -------
+    power, radius : np.ndarray
+        (H, W) each, in FFT order: ``|F|**2 / sum(window**2)`` of the plane
+        with its mean removed and a 2-D Hann window applied, and the radial
+        frequency of each sample.
+    """
     h, w = plane.shape
     win = np.outer(np.hanning(h), np.hanning(w))
     f = np.fft.fft2((plane - plane.mean()) * win)
@@ -61,8 +74,12 @@ def _power(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return power, r
 
 
-def _ring_means(power: np.ndarray, r: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Mean power in each ring ``edges[i] < r <= edges[i + 1]`` (NaN if empty)."""
+def ring_means(power: np.ndarray, r: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Mean power in each ring ``edges[i] < r <= edges[i + 1]`` (NaN if empty).
+
+    ``edges``: increasing radial frequencies from 0; frequencies beyond the
+    last edge and the zero frequency are left out.
+    """
     keep = (r > 0) & (r <= edges[-1])
     idx = np.clip(np.searchsorted(edges, r[keep], side="left") - 1, 0,
                   len(edges) - 2)
@@ -123,9 +140,9 @@ def spectral_report(images: Sequence[np.ndarray], *, n_bands: int = 4,
         spectra, bands, residuals = [], [], []
         for im in images:
             plane = _channel(im, name)
-            power, r = _power(plane)
-            spectra.append(_ring_means(power, r, ring_edges))
-            bands.append(_ring_means(power, r, band_edges))
+            power, r = power_spectrum(plane)
+            spectra.append(ring_means(power, r, ring_edges))
+            bands.append(ring_means(power, r, band_edges))
             residuals.append(highpass_residual(plane).ravel())
         channels[name] = {
             "spectrum": _nanmean_list(spectra),
