@@ -139,7 +139,6 @@ def test_he_image_is_not_labelled_as_hdab():
 
 def test_cli_label_he(tmp_path):
     from _helpers import run_cli
-
     from napari_histodiff.io.preview import save_png
 
     image = tmp_path / "he.png"
