@@ -80,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
                          f"{args.scheduler}; a running cluster has its own "
                          "workers (scale them there)")
     model = str(resolve_source(args.model))
+    if args.scheduler is None:  # the workers are this machine's
+        from ..devices import resolve_device, resolve_dtype
+
+        resolve_dtype(resolve_device(args.device), args.fp16)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out: {out} is a file; give a folder for the outputs")

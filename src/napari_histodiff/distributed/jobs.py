@@ -66,7 +66,8 @@ class JobResult:
     """What a job reports back.
 
     ``status`` is ``done``, ``skipped`` (complete from an earlier run) or
-    ``failed`` (``error`` says why).
+    ``failed`` (``error`` says why). ``seconds`` is the job's wall time on
+    its worker, ``cpu_seconds`` the CPU time of the thread that ran it.
     """
 
     row: int
@@ -74,6 +75,7 @@ class JobResult:
     status: str
     error: str | None = None
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     worker: str = ""
     model_loads: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
@@ -136,7 +138,7 @@ def run_job(job: Job, out_dir: str, options: JobOptions) -> JobResult:
     """
     from ..pipelines.cache import MODEL_CACHE
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.thread_time()
     target = Path(out_dir) / job.out
     result = JobResult(job.row, job.out, "failed", worker=_worker_name())
     work = None
@@ -148,6 +150,8 @@ def run_job(job: Job, out_dir: str, options: JobOptions) -> JobResult:
         message = state_error(state, target, job)
         if message and not (options.overwrite and state == OTHER_SETTINGS):
             raise OutputExistsError(f"out: {message}")
+        import dask
+
         from ..io.masks import read_mask
         from ..io.omezarr import write_synthesis
         from ..sampling.store import CANVAS_PREFIX
@@ -161,15 +165,20 @@ def run_job(job: Job, out_dir: str, options: JobOptions) -> JobResult:
         target.parent.mkdir(parents=True, exist_ok=True)
         # used only when the canvas is too large for memory (store "auto")
         work = target.parent / f"{CANVAS_PREFIX}{secrets.token_hex(4)}"
-        output = pipe(mask, guidance_scale=job.guidance,
-                      num_inference_steps=job.steps, scheduler=options.sampler,
-                      strategy=strategy, seed=job.seed,
-                      window_batch=options.window_batch, store="auto",
-                      store_path=work, class_name=job.class_name,
-                      classifier_scale=job.classifier_scale)
-        write_synthesis(target, output.store["image"], mask, pipe.card.classes,
-                        output.settings, pipe.card.microns_per_pixel,
-                        overwrite=options.overwrite)
+        # dask work inside a task (the OME-Zarr pyramid) would otherwise go
+        # to the cluster: another job would start on this worker's thread
+        # and the worker would use more cores than it was given
+        with dask.config.set(scheduler="synchronous"):
+            output = pipe(mask, guidance_scale=job.guidance,
+                          num_inference_steps=job.steps, scheduler=options.sampler,
+                          strategy=strategy, seed=job.seed,
+                          window_batch=options.window_batch, store="auto",
+                          store_path=work, class_name=job.class_name,
+                          classifier_scale=job.classifier_scale)
+            write_synthesis(target, output.store["image"], mask,
+                            pipe.card.classes, output.settings,
+                            pipe.card.microns_per_pixel,
+                            overwrite=options.overwrite)
         result.status = "done"
         result.stats = {k: output.stats[k] for k in ("seconds", "windows")
                         if k in output.stats}
@@ -183,5 +192,6 @@ def run_job(job: Job, out_dir: str, options: JobOptions) -> JobResult:
         if work is not None and work.exists():
             shutil.rmtree(work, ignore_errors=True)
         result.seconds = time.perf_counter() - start
+        result.cpu_seconds = time.thread_time() - cpu
         result.model_loads = MODEL_CACHE.loads
     return result
