@@ -16,7 +16,12 @@ def register(bench_parser: argparse.ArgumentParser) -> None:
     """Add ``metrics`` under the ``bench`` subcommand."""
     from ..bench.metrics import DEFAULT_TILE_SIZE, DEFAULT_TILES
 
-    sub = bench_parser.add_subparsers(dest="bench_what", metavar="{metrics}")
+    sub = next((a for a in bench_parser._actions
+                if isinstance(a, argparse._SubParsersAction)), None)
+    if sub is None:  # the first to register makes it; others add to it
+        sub = bench_parser.add_subparsers(dest="bench_what", metavar="{metrics}")
+    elif sub.metavar:
+        sub.metavar = sub.metavar.rstrip("}") + ",metrics}"
     p = sub.add_parser(
         "metrics", help="time histodiff metrics on IHC mosaics (JSON)",
         description="Time the realism metrics (tiling, random features, FID/KID "
