@@ -261,3 +261,17 @@ def test_python_api_refuses_a_bad_factor(tmp_path):
     job.spec.factor = 6
     with pytest.raises(InputError, match=r"factor: expected one of \(4, 8\), got 6"):
         make_vae_trainer(job, "cpu")
+
+
+def test_bad_training_images_are_named(tmp_path):
+    from napari_histodiff.errors import InputError
+    from napari_histodiff.training.vae_trainer import load_vae_images
+
+    with pytest.raises(InputError, match=r"images: .*empty holds no images"):
+        (tmp_path / "empty").mkdir()
+        load_vae_images(tmp_path / "empty", [], 16)
+    small = tmp_path / "small.png"
+    Image.fromarray(toy_images(1, size=12)[0]).save(small)
+    with pytest.raises(InputError, match=r"image: .*small.png is 12x12, smaller "
+                       "than the 16-pixel training crop"):
+        load_vae_images(None, [small], 16)

@@ -305,19 +305,32 @@ class AutoencoderTrainer(Trainer):
 def load_vae_images(folder: str | Path | None, files: list[str | Path],
                     min_side: int) -> list[Sample]:
     """The training images of ``--images DIR`` and ``--image FILE``."""
-    from .data import load_unlabelled
+    from .data import IMAGE_SUFFIXES
 
-    samples = load_unlabelled(folder, min_side) if folder else []
-    for f in files:
-        image = read_rgb(f, "image")
-        if min(image.shape[:2]) < min_side:
-            raise InputError(
-                f"image: {f} is {image.shape[0]}x{image.shape[1]}, smaller than the "
-                f"{min_side}-pixel training crop; use a smaller --patch-size")
-        samples.append(Sample(image, None, str(f)))
-    if not samples:
+    paths: list[tuple[Path, str]] = []
+    if folder:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InputError(f"images: {folder} is not a folder")
+        found = sorted(p for p in folder.iterdir()
+                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise InputError(f"images: {folder} holds no images "
+                             f"({', '.join(IMAGE_SUFFIXES)})")
+        paths += [(p, "images") for p in found]
+    paths += [(Path(f), "image") for f in files]
+    if not paths:
         raise InputError("images: give --images DIR or --image FILE (the images "
                          "the autoencoder learns to reconstruct)")
+    samples = []
+    for path, argname in paths:
+        image = read_rgb(path, argname)
+        if min(image.shape[:2]) < min_side:
+            raise InputError(
+                f"{argname}: {path} is {image.shape[0]}x{image.shape[1]}, smaller "
+                f"than the {min_side}-pixel training crop; use larger images or a "
+                "smaller --patch-size")
+        samples.append(Sample(image, None, str(path)))
     return samples
 
 
