@@ -6,7 +6,7 @@ Images are opened with the reader studies' reader
 RGB(A), folders of them, and the OME-Zarr outputs of ``histodiff generate``,
 read region by region) and cut on a grid of non-overlapping ``tile_size``
 squares starting at the top-left corner; a tile is kept when its tissue
-fraction (:func:`napari_histodiff.study.tiles.tissue_fraction`) is at least
+fraction (:func:`napari_histodiff.io.tissue.tissue_fraction`) is at least
 ``min_tissue``. Images of different sizes are all tiled; an image smaller
 than one tile, or that is not 8-bit RGB, is refused with its name.
 
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..io.tissue import DEFAULT_MIN_TISSUE, tissue_fraction
 from ..study.images import RGBImage, open_sources
-from ..study.tiles import DEFAULT_MIN_TISSUE, tissue_fraction
 
 #: Default tile edge in pixels.
 DEFAULT_TILE_SIZE = 64

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..io.tissue import DEFAULT_MIN_TISSUE
 from ..study.images import RGBImage
-from ..study.tiles import DEFAULT_MIN_TISSUE
 from .distribution import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_K,

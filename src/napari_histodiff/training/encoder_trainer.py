@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..io.tissue import tissue_fraction
 from ..study.images import RGBImage, open_sources
-from ..study.tiles import tissue_fraction
 from .augment import Augment
 from .encoder_format import (
     DEFAULT_WIDTHS,
