@@ -91,6 +91,22 @@ def test_geojson_keeps_holes_and_ring_orientation():
     assert shapely.geometry.shape(tissue["geometry"]).area == 84
 
 
+def test_geojson_corners_give_simple_rings():
+    # two nuclei touching at a corner: two features of one pixel each
+    mask = np.array([[2, 0], [0, 2]], np.uint8)
+    features = mask_features(mask, CLASSES)["features"]
+    assert [f["geometry"]["coordinates"] for f in features] == [
+        [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]],
+        [[[1, 1], [2, 1], [2, 2], [1, 2], [1, 1]]]]
+    # a hole that meets the outside at a corner: exterior and hole, both simple
+    mask = np.array([[4, 4, 4, 0], [4, 0, 4, 0], [4, 4, 0, 0]], np.uint8)
+    (feature,) = mask_features(mask, CLASSES)["features"]
+    exterior, hole = feature["geometry"]["coordinates"]
+    assert ring_area(exterior) == 8 and ring_area(hole) == -1
+    geom = shapely.geometry.shape(feature["geometry"])
+    assert geom.is_valid and geom.area == 7
+
+
 def test_geojson_refuses_ids_that_are_not_classes():
     mask = np.zeros((4, 4), np.uint8)
     mask[0, 0] = 9

@@ -16,10 +16,12 @@ simple (an exterior and a hole may touch at one corner, which GeoJSON and
 QuPath allow). Exterior rings run counter-clockwise and holes clockwise in
 these ``(x, y)`` numbers (RFC 7946 right-hand rule).
 
-The tracing is our own (no rasterio): the boundary edges of a region are
-collected with numpy and chained into rings; at a corner where two of the
-region's pixels touch diagonally the chain turns away from the region, which
-splits the exterior from the hole that meets it there.
+The tracing is our own (no rasterio): the regions of a class are labelled
+(``skimage.measure.label``), their boundary edges collected with numpy and
+chained into rings, each ring belonging to the region on its left. At a
+corner where two pixels touch diagonally the chain turns away from their
+region when both are of one region (splitting the exterior from the hole
+that meets it there) and towards its own region when they are of two.
 """
 
 from __future__ import annotations
@@ -39,63 +41,70 @@ OBJECT_TYPE = "annotation"
 Ring = list[list[int]]
 
 
-def _boundary_edges(inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Directed boundary edges of a boolean image padded with ``False``.
+def _boundary_edges(labels: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Directed boundary edges of the regions of a label image padded with 0.
 
-    Returns start and end vertices ``(n, 2)`` as ``(x, y)``; the region lies
-    to the left of each edge in ``(x, y)`` numbers (positive area rings).
+    Returns start and end vertices ``(n, 2)`` as ``(x, y)`` and the label of
+    the region each edge bounds; the region lies to the left of its edges in
+    ``(x, y)`` numbers (exteriors have positive area, holes negative).
     """
-    starts, ends = [], []
-    up = inside[1:-1, 1:-1] & ~inside[:-2, 1:-1]
-    down = inside[1:-1, 1:-1] & ~inside[2:, 1:-1]
-    left = inside[1:-1, 1:-1] & ~inside[1:-1, :-2]
-    right = inside[1:-1, 1:-1] & ~inside[1:-1, 2:]
+    core = labels[1:-1, 1:-1]
+    inside = core > 0
+    starts, ends, owners = [], [], []
     # pixel (r, c) of the unpadded image covers [c, c+1] x [r, r+1]
-    for flags, (sx, sy), (ex, ey) in (
-        (up, (0, 0), (1, 0)),       # top edge, going +x
-        (right, (1, 0), (1, 1)),    # right edge, going +y
-        (down, (1, 1), (0, 1)),     # bottom edge, going -x
-        (left, (0, 1), (0, 0)),     # left edge, going -y
+    for other, (sx, sy), (ex, ey) in (
+        (labels[:-2, 1:-1], (0, 0), (1, 0)),   # top edge, going +x
+        (labels[1:-1, 2:], (1, 0), (1, 1)),    # right edge, going +y
+        (labels[2:, 1:-1], (1, 1), (0, 1)),    # bottom edge, going -x
+        (labels[1:-1, :-2], (0, 1), (0, 0)),   # left edge, going -y
     ):
-        r, c = np.nonzero(flags)
+        r, c = np.nonzero(inside & (other != core))
         starts.append(np.stack([c + sx, r + sy], axis=1))
         ends.append(np.stack([c + ex, r + ey], axis=1))
-    return np.concatenate(starts), np.concatenate(ends)
+        owners.append(core[r, c])
+    return np.concatenate(starts), np.concatenate(ends), np.concatenate(owners)
 
 
-def _rings(inside: np.ndarray) -> list[Ring]:
-    """Closed rings (first vertex repeated at the end) of a padded region."""
-    start, end = _boundary_edges(inside)
+def _rings(labels: np.ndarray, offset: tuple[int, int] = (0, 0)
+           ) -> tuple[list[Ring], list[int]]:
+    """Closed rings (first vertex repeated at the end) of the regions of a
+    padded label image, and the label of each ring's region; ``offset``
+    ``(x, y)`` is added to the vertices."""
+    start, end, owner = _boundary_edges(labels)
     n = len(start)
     if n == 0:
-        return []
-    width = inside.shape[1] + 1
+        return [], []
+    width = labels.shape[1] + 1
     skey = start[:, 1].astype(np.int64) * width + start[:, 0]
     ekey = end[:, 1].astype(np.int64) * width + end[:, 0]
     order = np.argsort(skey, kind="stable")
     lo = np.searchsorted(skey[order], ekey, "left")
     count = np.searchsorted(skey[order], ekey, "right") - lo
     direction = end - start
-    # the edge after each edge: the one leaving its end. Two leave a corner
-    # where two pixels of the region touch diagonally (they are also joined by
-    # edges elsewhere): turn away from the region (right, the smaller cross
-    # product), so that the exterior and the hole meeting at this corner
-    # become two simple rings. Each arriving edge gets its own leaving edge,
-    # so following them walks closed rings.
+    # The edge after each edge leaves its end vertex. Two leave a corner where
+    # two pixels of regions touch diagonally. When both pixels are of one
+    # region (joined by edges elsewhere) the walk turns away from the region
+    # (right: the smaller cross product), so that the exterior and the hole
+    # meeting at this corner become two simple rings; when they are of two
+    # regions it turns towards its own (left), keeping them apart. Each
+    # arriving edge gets its own leaving edge, so the walks close.
     first = order[lo]
     succ = first.copy()
     two = np.nonzero(count == 2)[0]
     if len(two):
-        second = order[lo[two] + 1]
+        a, b = first[two], order[lo[two] + 1]
         d = direction[two]
-
-        def cross(e):
-            return d[:, 0] * direction[e, 1] - d[:, 1] * direction[e, 0]
-
-        succ[two] = np.where(cross(second) < cross(first[two]), second, first[two])
+        cross_a = d[:, 0] * direction[a, 1] - d[:, 1] * direction[a, 0]
+        cross_b = d[:, 0] * direction[b, 1] - d[:, 1] * direction[b, 0]
+        right = np.where(cross_b < cross_a, b, a)
+        left = np.where(cross_b < cross_a, a, b)
+        succ[two] = np.where(owner[a] == owner[b], right, left)
     nxt = succ.tolist()
+    shift = np.asarray(offset, dtype=start.dtype)
     used = bytearray(n)
     rings: list[Ring] = []
+    ring_labels: list[int] = []
     for e0 in range(n):
         if used[e0]:
             continue
@@ -106,11 +115,31 @@ def _rings(inside: np.ndarray) -> list[Ring]:
             chain.append(e)
             e = nxt[e]
         edges = np.asarray(chain)
-        turns = (direction[edges] != direction[np.roll(edges, 1)]).any(axis=1)
-        ring = start[edges[turns]].tolist()
+        before = np.empty_like(edges)
+        before[0], before[1:] = edges[-1], edges[:-1]
+        turns = (direction[edges] != direction[before]).any(axis=1)
+        ring = (start[edges[turns]] + shift).tolist()
         ring.append(list(ring[0]))
         rings.append(ring)
-    return rings
+        ring_labels.append(int(owner[e0]))
+    return rings, ring_labels
+
+
+def _polygons(labels: np.ndarray, offset: tuple[int, int] = (0, 0)
+              ) -> dict[int, list[Ring]]:
+    """Polygon (exterior first, then holes) of every region of a label image
+    (0 = none), by label, with ``offset`` ``(x, y)`` added to the vertices."""
+    rings, owners = _rings(np.pad(labels, 1), offset)
+    grouped: dict[int, list[Ring]] = {}
+    for ring, owner in zip(rings, owners, strict=True):
+        grouped.setdefault(owner, []).append(ring)
+    polygons = {}
+    for owner in sorted(grouped):
+        group = grouped[owner]
+        outer = int(np.argmax([ring_area(r) for r in group]))
+        polygons[owner] = [group[outer]] + [r for i, r in enumerate(group)
+                                            if i != outer]
+    return polygons
 
 
 def ring_area(ring: Ring) -> float:
@@ -136,15 +165,8 @@ def region_polygon(region: np.ndarray, offset: tuple[int, int] = (0, 0)
     list of rings
         GeoJSON ``Polygon`` coordinates.
     """
-    padded = np.pad(np.asarray(region, dtype=bool), 1)
-    rings = _rings(padded)
-    if not rings:
-        return []
-    areas = [ring_area(r) for r in rings]
-    outer = int(np.argmax(areas))
-    ordered = [rings[outer]] + [r for i, r in enumerate(rings) if i != outer]
-    dx, dy = int(offset[0]), int(offset[1])
-    return [[[x + dx, y + dy] for x, y in ring] for ring in ordered]
+    polygons = _polygons(np.asarray(region, dtype=bool).astype(np.int32), offset)
+    return polygons.get(1, [])
 
 
 def mask_features(mask, classes: TissueClasses, *, skip: tuple[int, ...] = (0,),
@@ -172,7 +194,6 @@ def mask_features(mask, classes: TissueClasses, *, skip: tuple[int, ...] = (0,),
     InputError
         If the mask holds ids that are not classes.
     """
-    from scipy import ndimage
     from skimage.measure import label
 
     from .masks import check_mask_array
@@ -187,12 +208,7 @@ def mask_features(mask, classes: TissueClasses, *, skip: tuple[int, ...] = (0,),
         if not inside.any():
             continue
         regions = label(inside, connectivity=1)
-        for k, box in enumerate(ndimage.find_objects(regions), start=1):
-            if box is None:
-                continue
-            sub = regions[box] == k
-            coords = region_polygon(
-                sub, (box[1].start + offset[0], box[0].start + offset[1]))
+        for coords in _polygons(regions, offset).values():
             features.append({
                 "type": "Feature",
                 "geometry": {"type": "Polygon", "coordinates": coords},
