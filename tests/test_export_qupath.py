@@ -130,6 +130,19 @@ def test_geojson_export_writes_the_region_with_its_sidecar(tmp_path):
         export_synthesis(tmp_path / "n.geojson", image)
 
 
+def test_napari_writer_saves_geojson(tmp_path):
+    from napari_histodiff import _writer
+
+    mask = _mask()
+    image = np.zeros((*mask.shape, 3), np.uint8)
+    paths = _writer.write_synthesis(str(tmp_path / "w.geojson"), [
+        (image, {"metadata": {"histodiff": {"seed": 2}}}, "image"),
+        (mask, {"metadata": {"histodiff_classes": CLASSES.to_list()}}, "labels")])
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["w.geojson", "w.json"]
+    collection = json.loads((tmp_path / "w.geojson").read_text())
+    assert (rasterise(collection, mask.shape) == mask).all()
+
+
 def _ome(path):
     import xml.etree.ElementTree as ET
 

@@ -4,7 +4,8 @@
 * ``write_image``: an RGB image as (pyramidal) OME-TIFF or PNG, with the
   sidecar JSON of :mod:`napari_histodiff.io.export`.
 * ``write_synthesis``: an image layer and a labels layer together as
-  OME-Zarr (mask as label image), OME-TIFF or PNG, with the sidecar.
+  OME-Zarr (mask as label image), OME-TIFF, PNG or QuPath GeoJSON (the
+  mask's regions), with the sidecar.
 
 Class names and colours come from the labels layer's metadata (set by the
 widgets and the reader); generation settings from the image layer's.

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
 from ..models.classes import TissueClasses
 
 #: QuPath's object type for drawn regions.
@@ -230,15 +229,3 @@ def write_geojson(path: str | Path, mask, classes: TissueClasses,
     collection = mask_features(mask, classes, skip=skip)
     path.write_text(json.dumps(collection, separators=(",", ":")) + "\n")
     return path
-
-
-def read_geojson(path: str | Path) -> dict[str, Any]:
-    """Read a GeoJSON FeatureCollection; errors name the file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"path: cannot read {path} as GeoJSON ({exc})") from exc
-    if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
-        raise InputError(f"path: {path} is not a GeoJSON FeatureCollection")
-    return data
