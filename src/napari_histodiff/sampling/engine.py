@@ -29,7 +29,7 @@ from .events import (
 from .rows import RowBands
 from .stepper import ChunkedSchedulerStepper
 from .store import CanvasStore
-from .strategies import DiffInfinite, Strategy, batched
+from .strategies import DiffInfinite, Strategy, Tiled, batched
 from .windows import Window
 
 DEFAULT_WINDOW_BATCH = 8
@@ -130,6 +130,9 @@ class SynthesisEngine:
         self.noise_mean = noise_mean
         self.preview_map = preview_map
         self.paste = paste
+        #: grid origin (canvas rows/cols mod window) of the step being
+        #: stepped, when its windows tile the canvas (see _preview_weight)
+        self._grid: tuple[int, int] | None = None
         self._cancel = threading.Event()
         self.windows_evaluated = 0
         self.windows_per_step: list[int] = []
@@ -213,6 +216,10 @@ class SynthesisEngine:
             plan = self.strategy.plan(k, len(timesteps), h, w, self.window,
                                       self.seed)
             wins = plan.windows
+            self._grid = None
+            if not plan.overlapping and wins and k > 0 and \
+                    not isinstance(self.strategy, Tiled):
+                self._grid = (wins[0].y % self.window, wins[0].x % self.window)
             if plan.overlapping:  # weighted mean of overlapping outputs
                 out[...] = 0.0
                 weight = self.store.create("weight", (h, w), np.float32)
@@ -299,11 +306,11 @@ class SynthesisEngine:
                 self._hold_chunk(k, t_next, i, sy, sx)
             region = self._pixel_region(sy, sx)
             if self.vae is None:
-                self.store["preview"][:, sy, sx] = to_uint8(x0)
+                self._set_preview(sy, sx, to_uint8(x0), 1)
             elif self.preview_map is not None:
                 y0, y1, x0_, x1 = region
-                self.store["preview"][:, y0:y1, x0_:x1] = self._mapped_preview(
-                    x0, y1 - y0, x1 - x0_)
+                self._set_preview(sy, sx, self._mapped_preview(
+                    x0, y1 - y0, x1 - x0_), self.factor)
             else:
                 self.store["x0"][:, sy, sx] = x0
             regions.append(region)
@@ -316,6 +323,43 @@ class SynthesisEngine:
                         timestep=int(t), regions=regions,
                         windows=self.windows_per_step[-1] if self.windows_per_step
                         else 0)
+
+    def _preview_weight(self, sy: slice, sx: slice) -> np.ndarray | None:
+        """Weight (h, w) of this step's estimate in the preview of a chunk.
+
+        Neighbouring windows give slightly different clean-image estimates,
+        so a preview of one step's estimate shows the window grid as blocks
+        (the final image does not: later steps reconcile them). Near this
+        step's window borders the preview therefore keeps what earlier steps
+        showed there, where those borders lay elsewhere (random-shift moves
+        the grid each step): the weight rises from 0 at a border to 1 a
+        quarter window inside. None: take the estimate everywhere (first
+        step, tiled, blended and overlapping steps).
+        """
+        if self._grid is None:
+            return None
+        p = self.window
+
+        def axis(idx: np.ndarray, origin: int) -> np.ndarray:
+            r = (idx - origin) % p + 0.5
+            return np.clip(np.minimum(r, p - r) / (p / 4.0), 0.0, 1.0)
+
+        wy = axis(np.arange(sy.start, sy.stop), self._grid[0])
+        wx = axis(np.arange(sx.start, sx.stop), self._grid[1])
+        return (wy[:, None] * wx[None, :]).astype(np.float32)
+
+    def _set_preview(self, sy: slice, sx: slice, pixels: np.ndarray,
+                     f: int) -> None:
+        """Write the preview of canvas chunk ``(sy, sx)`` (``pixels``: uint8,
+        its image region), blended by :meth:`_preview_weight`."""
+        y0, y1, x0, x1 = self._pixel_region(sy, sx)
+        weight = self._preview_weight(sy, sx)
+        if weight is not None:
+            weight = np.repeat(np.repeat(weight, f, axis=0), f, axis=1)
+            weight = weight[:y1 - y0, :x1 - x0][None]
+            old = np.asarray(self.store["preview"][:, y0:y1, x0:x1], np.float32)
+            pixels = np.rint(weight * pixels + (1.0 - weight) * old).astype(np.uint8)
+        self.store["preview"][:, y0:y1, x0:x1] = pixels
 
     def _mapped_preview(self, x0: np.ndarray, height: int, width: int
                         ) -> np.ndarray:
