@@ -23,9 +23,12 @@ from ..errors import HistodiffError
 _SUBCOMMAND_MODULES = (
     "model",
     "generate",
+    "generate_many",
     "generate_mask",
     "label",
+    "export",
     "train",
+    "augment",
     "metrics",
     "study",
     "bench",
