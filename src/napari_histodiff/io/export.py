@@ -315,6 +315,7 @@ def sidecar_record(path: Path, image, mask, classes: TissueClasses | None,
         mask_name = mpath.name if mpath is not None else (
             "labels/mask (inside the OME-Zarr)" if mask is not None else None)
     files = [p.name for p in (path, mpath) if p is not None]
+    runs = provenance_runs(settings, region, (H, W))
     return {
         "format": SIDECAR_FORMAT,
         "format_version": SIDECAR_VERSION,
@@ -327,13 +328,57 @@ def sidecar_record(path: Path, image, mask, classes: TissueClasses | None,
         "size": [H, W],
         "region": list(region) if region is not None else None,
         "model": settings.get("model"),
-        "seed": settings.get("seed"),
+        "seed": _single_seed(runs),
+        "runs": runs,
         "settings": settings,
         "classes": classes.to_list() if classes is not None else None,
         "microns_per_pixel": microns_per_pixel,
         "image_sha256": _sha256(image) if fmt != "geojson" else None,
         "mask_sha256": _sha256(mask) if mask is not None else None,
     }
+
+
+def provenance_runs(settings: dict[str, Any], region: Region | None,
+                    shape: tuple[int, int]) -> list[dict[str, Any]]:
+    """Which synthesis made which pixels of an export, in order.
+
+    The first run made the whole image; each region regeneration recorded in
+    ``settings["regenerated"]`` (its ``region`` as rows y0, y1 and columns
+    x0, x1 of the image) overwrote its rectangle. Regions are given in the
+    exported pixels' coordinates (``region`` is the exported part of the
+    image, None for all of it); runs that touch no exported pixel are left
+    out.
+    """
+    if not settings:
+        return []
+    y0, y1, x0, x1 = region if region is not None else (0, shape[0], 0, shape[1])
+    first = {k: v for k, v in settings.items() if k != "regenerated"}
+    runs = [{"region": [0, y1 - y0, 0, x1 - x0], "seed": first.get("seed"),
+             "kind": "synthesis", "settings": first}]
+    for record in settings.get("regenerated") or []:
+        if not isinstance(record, dict) or len(record.get("region") or []) != 4:
+            continue
+        ry0, ry1, rx0, rx1 = (int(v) for v in record["region"])
+        cy0, cy1 = max(ry0, y0), min(ry1, y1)
+        cx0, cx1 = max(rx0, x0), min(rx1, x1)
+        if cy0 >= cy1 or cx0 >= cx1:
+            continue
+        runs.append({"region": [cy0 - y0, cy1 - y0, cx0 - x0, cx1 - x0],
+                     "seed": record.get("seed"), "kind": "regeneration",
+                     "settings": record})
+    return runs
+
+
+def _single_seed(runs: list[dict[str, Any]]):
+    """The seed of the exported pixels when one run made them all, else None
+    (``runs`` then says which seed made which pixels)."""
+    if not runs:
+        return None
+    whole = runs[0]["region"]
+    for run in runs[1:]:
+        if run["region"] == whole:  # a regeneration replaced every pixel
+            return run["seed"]
+    return runs[0]["seed"] if len(runs) == 1 else None
 
 
 def _record_files(record: dict[str, Any]) -> list[str]:
