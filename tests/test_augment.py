@@ -164,6 +164,7 @@ def test_augment_writes_dataset_csv_and_sheet(pipe, tmp_path):
         n_kept = sum(r["kept"] == "1" for r in rows if r["class"] == name)
         assert n_kept <= 3
         assert len(list((out / name).glob("*.png"))) == n_kept
+        assert (out / name).is_dir() == (n_kept > 0)  # no empty class folder
     sheet = np.asarray(Image.open(out / "sheet.png"))
     assert sheet.shape[0] == 2 * (64 + 14)
     summary = json.loads((out / "augment.json").read_text())
@@ -207,7 +208,8 @@ def test_cli_augment_runs(guided_model, real_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, match", [
-    (["--class", "green", "--n", "2"], "'green' is not a class .* red, blue"),
+    (["--class", "green", "--n", "2"],
+     "--class: 'green' is not a class .* it knows red, blue"),
     (["--class", "red", "--n", "0"], "argument --n: must be >= 1, got 0"),
     (["--class", "red", "--n", "2", "--min-confidence", "1.5"],
      "argument --min-confidence: must be in"),
@@ -273,3 +275,18 @@ def test_bench_augment_is_registered(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "augment", "--help"])
     assert "--n-per-class" in capsys.readouterr().out
+
+
+def test_noise_centred_on_the_unknown_mean(guided_model):
+    """With class means in the card, the start noise is centred on unknown's
+    mean (as the pipeline does for an all-unknown mask); without, refused by
+    name when asked for."""
+    pipe = HistoDiffPipeline.from_pretrained(guided_model)
+    with pytest.raises(InputError, match="noise_mean: 'classes' needs"):
+        generate_class_tiles(pipe, None, 2, noise_mean="classes")
+    plain = generate_class_tiles(pipe, None, 2, num_inference_steps=2)
+    assert plain.settings["noise_mean"] == "zero"
+    pipe.card = replace(pipe.card, class_means=[[0.9, 0.9, 0.9]] * 3)
+    bright = generate_class_tiles(pipe, None, 2, num_inference_steps=2)
+    assert bright.settings["noise_mean"] == "classes"
+    assert bright.images.mean() > plain.images.mean() + 10

@@ -43,7 +43,7 @@ def register(bench_parser: argparse.ArgumentParser) -> None:
         "IHC image's three training quadrants, generate class-guided tiles, "
         "select them, and train a small CNN on (a) the real tiles, (b) + all "
         "synthetic, (c) + the selected synthetic; accuracy and balanced "
-        "accuracy on the held-out quadrant with 95%% intervals over --seeds.")
+        "accuracy on the held-out quadrant with 95 percent intervals over --seeds.")
     p.add_argument("--model", default=d.model,
                    help=f"generator model (default {d.model}; a working copy "
                    "gets the classifier)")

@@ -259,7 +259,10 @@ def augment(pipe, class_names: Sequence[str], n: int, real: LabelledTiles,
         raise InputError(f"--class: {', '.join(dup)} given twice")
     known = pipe.classifier.config.class_names
     for name in names:
-        pipe.classifier.config.index(name)  # unknown class: lists the known
+        if name not in known:
+            raise InputError(
+                f"--class: {name!r} is not a class of this model's classifier; "
+                f"it knows {', '.join(known)}")
         if name not in real.class_names:
             raise InputError(
                 f"--real: has no folder for class {name!r} (it has "
@@ -332,9 +335,10 @@ def write_dataset(result: AugmentResult, out: str | Path,
     out = Path(out)
     sel = result.selection
     with atomic_output(out, overwrite, "--out", folder=True) as tmp:
-        for name in result.class_names:
-            (tmp / name).mkdir()
+        # a class with no kept tile gets no folder (an empty class folder is
+        # refused by the loaders); augment.json lists its counts
         for i in np.flatnonzero(sel.kept):
+            (tmp / tile_file(result, i)).parent.mkdir(exist_ok=True)
             Image.fromarray(result.images[i]).save(tmp / tile_file(result, i))
         with open(tmp / "scores.csv", "w", newline="") as fh:
             writer = csv.writer(fh)

@@ -76,6 +76,7 @@ def generate_class_tiles(
     batch_size: int = DEFAULT_TILE_BATCH,
     first_index: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    noise_mean: str = "auto",
 ) -> ClassTiles:
     """Generate ``n`` window-sized tiles steered toward ``class_name``.
 
@@ -101,6 +102,12 @@ def generate_class_tiles(
         Index of the first tile (tiles ``first_index ... + n - 1`` of ``seed``).
     progress : callable, optional
         ``progress(done, n)`` after each batch.
+    noise_mean : {"auto", "classes", "zero"}
+        ``classes``: the starting noise is centred where the forward process
+        puts the card's mean of ``unknown`` (``class_means[0]``, the mean of
+        all the training data), as the pipeline does for an all-unknown mask;
+        ``zero``: plain noise; ``auto`` (default): ``classes`` when the card
+        has class means.
     """
     check_int(n, "n", minimum=1)
     check_int(num_inference_steps, "num_inference_steps", minimum=1)
@@ -138,6 +145,7 @@ def generate_class_tiles(
                         alphas_cumprod=pipe.scheduler.alphas_cumprod.numpy())
     denoiser.check_window(w)
     channels = unet.config.out_channels
+    mean = _start_mean(card, channels, noise_mean)
     images = []
     for start in range(0, n, batch_size):
         count = min(batch_size, n - start)
@@ -145,6 +153,11 @@ def generate_class_tiles(
         sampler.set_timesteps(int(num_inference_steps))
         x = torch.stack([tile_noise(seed, first_index + start + i, (channels, w, w))
                          for i in range(count)]) * float(sampler.init_noise_sigma)
+        if mean is not None:  # where add_noise puts a clean canvas of ``mean``
+            one = torch.ones(1, 1, 1, 1)
+            scale = float(sampler.add_noise(one, torch.zeros_like(one),
+                                            sampler.timesteps[:1]).item())
+            x = x + scale * mean
         windows = [(np.arange(w), np.arange(w))] * count
         g = torch.Generator().manual_seed(step_seed(seed, first_index + start, 12))
         takes_generator = "generator" in inspect.signature(sampler.step).parameters
@@ -163,11 +176,30 @@ def generate_class_tiles(
         "num_inference_steps": int(num_inference_steps), "scheduler": scheduler,
         "seed": int(seed), "first_index": int(first_index), "n": int(n),
         "batch_size": int(batch_size), "tile_size": int(w * f),
+        "noise_mean": "zero" if mean is None else "classes",
         "conditioning": ("none" if card.conditioning == "none"
                          else "all-unknown mask (the model's null condition)"),
         **denoiser.settings(),
     }
     return ClassTiles(np.concatenate(images), class_name, settings)
+
+
+def _start_mean(card, channels: int, noise_mean: str) -> torch.Tensor | None:
+    """(1, C, 1, 1) mean of ``unknown`` to centre the noise on, or None."""
+    if noise_mean not in ("auto", "classes", "zero"):
+        raise InputError(f"noise_mean: {noise_mean!r} is not one of auto, "
+                         "classes, zero")
+    means = card.class_means
+    if noise_mean == "zero" or (noise_mean == "auto" and means is None):
+        return None
+    if means is None:
+        raise InputError("noise_mean: 'classes' needs class_means in the model "
+                         "card; this model has none. Use 'zero' or 'auto'.")
+    if len(means[0]) != channels:
+        raise InputError(f"noise_mean: the card's class_means have "
+                         f"{len(means[0])} values per class, the UNet makes "
+                         f"{channels} channels")
+    return torch.tensor(means[0], dtype=torch.float32).view(1, -1, 1, 1)
 
 
 def _to_pixels(pipe, x: torch.Tensor) -> np.ndarray:
