@@ -94,8 +94,8 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
     from .bench_metrics import register as register_metrics
     register_metrics(p)
-    from .bench_metrics import register as register_metrics
-    register_metrics(p)
+    from .bench_augment import register as register_augment
+    register_augment(p)
 
 
 def _int_list(text: str | None, name: str, minimum: int) -> tuple[int, ...] | None:

@@ -215,6 +215,8 @@ def register(subparsers) -> None:
     pv.set_defaults(func=run_vae)
     from .train_encoder import register as register_encoder
     register_encoder(sub)
+    from .train_classifier import register as register_classifier
+    register_classifier(sub)
 
 
 def _vae_factor(text: str) -> int:
