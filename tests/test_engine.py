@@ -30,7 +30,7 @@ from napari_histodiff.sampling.strategies import RandomShift
 
 P = 32  # window side of the test model
 STRATEGIES = ["random-shift", "tiled", "multidiffusion", "diffinfinite"]
-SCHEDULERS = ["dpm++", "ddim", "ddpm", "euler", "unipc"]
+SCHEDULERS = ["dpm++", "dpm++sde", "ddim", "ddpm", "euler", "unipc"]
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +279,17 @@ def test_every_scheduler_runs(pipe, scheduler):
     assert np.isfinite(lat).all()
     assert len(np.unique(out.image)) > 10
     assert out.settings["scheduler"] == scheduler
+
+
+def test_stochastic_dpm_is_seeded(pipe):
+    mask = make_mask(37, 53)
+    a = pipe(mask, num_inference_steps=3, scheduler="dpm++sde", seed=1)
+    b = pipe(mask, num_inference_steps=3, scheduler="dpm++sde", seed=1)
+    c = pipe(mask, num_inference_steps=3, scheduler="dpm++sde", seed=2)
+    plain = pipe(mask, num_inference_steps=3, scheduler="dpm++", seed=1)
+    np.testing.assert_array_equal(a.image, b.image)
+    assert not np.array_equal(a.image, c.image)
+    assert not np.array_equal(a.image, plain.image)  # the noise is injected
 
 
 @pytest.mark.parametrize("scheduler", ["dpm++", "unipc"])
