@@ -22,3 +22,7 @@ NOISE_MEANS = ("auto", "classes", "zero")
 #: Class guidance strength (``--classifier-scale``) when a class is named
 #: without a scale.
 DEFAULT_CLASSIFIER_SCALE = 3.0
+
+#: Class-guided tile batches (``histodiff augment``): steps and tiles per call.
+DEFAULT_TILE_STEPS = 25
+DEFAULT_TILE_BATCH = 16

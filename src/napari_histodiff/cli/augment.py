@@ -35,8 +35,11 @@ def _probability(text: str) -> float:
 
 def register(subparsers) -> None:
     """Add the ``augment`` subcommand."""
-    from ..defaults import DEFAULT_CLASSIFIER_SCALE
-    from ..pipelines.class_tiles import DEFAULT_TILE_BATCH, DEFAULT_TILE_STEPS
+    from ..defaults import (
+        DEFAULT_CLASSIFIER_SCALE,
+        DEFAULT_TILE_BATCH,
+        DEFAULT_TILE_STEPS,
+    )
 
     p = subparsers.add_parser(
         "augment", help="class-guided synthetic tiles, selected, as a dataset",

@@ -31,13 +31,14 @@ import torch
 
 from ..checks import check_int, check_number
 from ..conditioning import ClassifierGuidance, Denoiser, MaskCondition
-from ..defaults import DEFAULT_CLASSIFIER_SCALE
+from ..defaults import (  # noqa: F401 (the tile defaults are re-exported)
+    DEFAULT_CLASSIFIER_SCALE,
+    DEFAULT_TILE_BATCH,
+    DEFAULT_TILE_STEPS,
+)
 from ..errors import InputError
 from ..sampling.schedulers import DEFAULT_SCHEDULER, make_scheduler
 from ..training.loop import step_seed
-
-DEFAULT_TILE_STEPS = 25
-DEFAULT_TILE_BATCH = 16
 
 
 @dataclass

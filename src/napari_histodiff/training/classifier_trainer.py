@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .loop import step_rng, step_seed
 from .tiles import LabelledTiles, align_classes
 
 #: Noise levels at which held-out accuracy is reported.
@@ -168,6 +167,8 @@ def evaluate(module, canvases: Sequence, labels: np.ndarray, window: int,
     (fixed noise from ``seed``); keys ``"t=0"``, ``"t=250"`` ..."""
     import torch
 
+    from .loop import step_seed  # torch-heavy: not at import
+
     x0 = torch.stack([_window(z, window, None) for z in canvases])
     y = torch.as_tensor(labels)
     device = next(module.parameters()).device
@@ -264,6 +265,7 @@ def train_classifier(model_dir: str | Path, tiles: LabelledTiles,
     )
     from ..models.directory import load_components
     from ..outputs import check_output
+    from .loop import step_rng, step_seed  # torch-heavy: not at import
 
     settings = settings or ClassifierTrainSettings()
     settings.check()
