@@ -189,3 +189,23 @@ def test_single_canvas_across_workers_equals_one_process(tmp_path, tiny_model_di
     assert image.std() > 0
     assert np.array_equal(image, ref.image)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".histodiff")]
+
+
+def test_single_canvas_refuses_an_existing_store_path(tmp_path, tiny_model_dir):
+    """The shared canvas is removed at the end, so it must not be a folder
+    that existed before (never delete what the project did not write)."""
+    from napari_histodiff.distributed.canvas import generate_canvas
+    from napari_histodiff.errors import InputError
+
+    class OneWorker:  # generate_canvas asks the client for its workers only
+        def scheduler_info(self):
+            return {"workers": {"tcp://w1": {}}}
+
+    mine = tmp_path / "my-folder"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    with pytest.raises(InputError, match="store_path: .* exists"):
+        generate_canvas(OneWorker(), str(tiny_model_dir),
+                        np.zeros((32, 32), np.int32), tmp_path / "o.zarr",
+                        store_path=mine)
+    assert (mine / "keep.txt").read_text() == "mine"

@@ -366,6 +366,10 @@ window_batch, chunk, noise_mean, class_name, classifier_scale
     plan = partition(height, int(step_chunk), int(bands or len(workers)))
     store_path = Path(store_path) if store_path is not None else \
         out.absolute().parent / f"{CANVAS_PREFIX}{secrets.token_hex(4)}"
+    if store_path.exists():  # it is removed at the end: it must be ours alone
+        raise InputError(f"store_path: {store_path} exists; give a path that does "
+                         "not exist yet (the shared canvas is made there and "
+                         "removed when the image is written)")
     ZarrStore(store_path, chunk=int(step_chunk))  # made once, by the client
     actors = []
     try:
