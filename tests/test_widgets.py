@@ -736,3 +736,37 @@ def test_generated_mask_goes_beside_the_painted_one(dock, qtbot):
     assert generated.selected_label in included
     checked = w.mask.palette_group.checkedId()
     assert checked == generated.selected_label and checked != 1
+
+
+def test_model_loading_and_mask_labelling_show_activity(dock, qtbot, monkeypatch):
+    """Model loading and mask generation show a napari activity bar while
+    they run, closed when they end (issue 18 item 2)."""
+    from napari_histodiff._widgets import _common
+
+    shown = []
+    real = _common.busy_progress
+
+    def recording(description):
+        bar = real(description)
+        shown.append((description, bar))
+        return bar
+
+    monkeypatch.setattr("napari_histodiff._widgets._state.busy_progress", recording)
+    monkeypatch.setattr("napari_histodiff._widgets.mask_widget.busy_progress",
+                        recording)
+    viewer, w = dock
+    w.model.load()
+    qtbot.waitUntil(lambda: w.model.state.pipe is not None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: w.model.state.worker is None, timeout=TIMEOUT)
+    from skimage import data
+
+    viewer.add_image(data.immunohistochemistry()[:48, :48], name="ihc", rgb=True)
+    w.mask.source.setCurrentIndex(w.mask.source.findData("image"))
+    w.mask.source_image.refresh()
+    w.mask.generate_mask()
+    qtbot.waitUntil(lambda: "ihc mask" in viewer.layers, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: w.mask.generate_button.isEnabled(), timeout=TIMEOUT)
+    names = [d for d, _ in shown]
+    assert any(d.startswith("Loading model") for d in names)
+    assert "Label image" in names
+    assert all(bar.disable for _, bar in shown)  # every bar closed at the end

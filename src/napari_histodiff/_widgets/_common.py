@@ -82,6 +82,13 @@ def notify_error(exc: BaseException, action: str = "") -> None:
                    "are unchanged; see the log for details.")
 
 
+def busy_progress(description: str):
+    """An indeterminate napari activity bar (close it when the work ends)."""
+    from napari.utils import progress
+
+    return progress(total=0, desc=description)
+
+
 def camera(viewer):
     """The viewer's camera (``viewer.scene.camera`` since napari 0.9)."""
     scene = getattr(viewer, "scene", None)

@@ -16,7 +16,7 @@ from psygnal import Signal
 
 from ..errors import HistodiffError
 from ..models.classes import TissueClasses
-from ._common import make_worker, notify_error
+from ._common import busy_progress, make_worker, notify_error
 from ._settings import load_settings, save_settings
 
 _STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -43,6 +43,7 @@ class HistoDiffState:
     loading_changed = Signal(bool)
 
     def __init__(self) -> None:
+        self.progress = None  # the activity bar of a model load
         prefs = load_settings()
         self.source: str = str(prefs["model"])
         self.device: str = str(prefs["device"])
@@ -117,10 +118,12 @@ class HistoDiffState:
             return
         source, device, fp16 = self.source, self.device, self.fp16
         worker = make_worker(load_model, source, device, fp16)
+        self.progress = busy_progress(f"Loading model {source}")
 
         def release() -> None:
             if self.worker is worker:
                 self.worker = None
+                self.progress.close()
                 self.loading_changed.emit(False)
 
         def done(pipe) -> None:

@@ -35,6 +35,7 @@ from ..errors import InputError
 from ._common import (
     LayerCombo,
     add_mask_layer,
+    busy_progress,
     connect_while_alive,
     layer_classes,
     level0,
@@ -514,8 +515,10 @@ class MaskWidget(QWidget):
 
     def _start(self, worker, on_result, action: str) -> None:
         self.generate_button.setEnabled(False)
+        self.progress = busy_progress(action)
         worker.returned.connect(on_result)
         worker.errored.connect(lambda exc: notify_error(exc, action))
+        worker.finished.connect(self.progress.close)
         worker.finished.connect(lambda: self.generate_button.setEnabled(True))
         self.worker = worker
         worker.start()
