@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     from ..bench.sampling import format_table, run_benchmark
     from ..devices import resolve_device
     from ..models.factory import default_scheduler
-    from ..outputs import atomic_output, check_output
+    from ..outputs import check_output
     from ..sampling.schedulers import make_scheduler
 
     if args.suite == "latent":
@@ -193,11 +193,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"histodiff bench: {message}", file=sys.stderr, flush=True)
 
     report = run_benchmark(settings, log=log)
+    return _emit(args, report, format_table(report))
+
+
+def _emit(args: argparse.Namespace, report: dict, table: str) -> int:
+    """Write the JSON to --out (whole or not at all), print the table to
+    stderr and the JSON to stdout; exit 1 when a measurement failed."""
+    from ..outputs import atomic_output
+
     text = json.dumps(report, indent=2)
     if args.out is not None:
         with atomic_output(args.out, args.overwrite, "--out", parents=True) as tmp:
             tmp.write_text(text + "\n")
-    print(format_table(report), file=sys.stderr)
+    print(table, file=sys.stderr)
     print(text)
     return 1 if report["errors"] else 0
 
@@ -212,7 +220,7 @@ def _run_latent(args: argparse.Namespace) -> int:
         run_latent_benchmark,
     )
     from ..devices import resolve_device
-    from ..outputs import atomic_output, check_output
+    from ..outputs import check_output
 
     settings = settings_from_args(args)  # the shared checks
     if args.pixel_model is not None:
@@ -245,10 +253,4 @@ def _run_latent(args: argparse.Namespace) -> int:
         window_batch=args.window_batch, chunk=args.chunk, device=args.device,
         threads=args.threads, pixel_model=args.pixel_model,
         latent_model=args.model, log=log)
-    text = json.dumps(report, indent=2)
-    if args.out is not None:
-        with atomic_output(args.out, args.overwrite, "--out", parents=True) as tmp:
-            tmp.write_text(text + "\n")
-    print(format_latent_table(report), file=sys.stderr)
-    print(text)
-    return 1 if report["errors"] else 0
+    return _emit(args, report, format_latent_table(report))
