@@ -26,3 +26,7 @@ DEFAULT_CLASSIFIER_SCALE = 3.0
 #: Class-guided tile batches (``histodiff augment``): steps and tiles per call.
 DEFAULT_TILE_STEPS = 25
 DEFAULT_TILE_BATCH = 16
+
+#: Classifier-free guidance on the prompt of text models (``--text-guidance``;
+#: 1 = plain conditional, 0 ignores the prompt).
+DEFAULT_TEXT_GUIDANCE = 3.0

@@ -103,7 +103,9 @@ def regeneration_events(pipe, canvas: LiveCanvas | None, image, mask_crop: np.nd
     multiscale : bool, optional
         Whether a new canvas is multiscale (match the layer's data).
 
-    Only ``region`` of the canvas changes; on cancel it is restored.
+    Only ``region`` of the canvas changes; on cancel it is restored. After
+    ``("run", run, canvas)`` it yields ``("before", pixels)``: the (3, h, w)
+    pixels of ``region`` before, so that the regeneration can be undone.
     """
     if canvas is None:
         canvas = LiveCanvas.from_image(image, multiscale=multiscale)
@@ -114,6 +116,7 @@ def regeneration_events(pipe, canvas: LiveCanvas | None, image, mask_crop: np.nd
     run = pipe.stream(mask_crop, context_image=context, regenerate=regenerate,
                       store="memory", **params)
     yield ("run", run, canvas)
+    yield ("before", before)  # the widget keeps them for Undo
     iy0, iy1, ix0, ix1 = inner
     try:
         with spare_a_core():

@@ -18,6 +18,7 @@ from ..errors import HistodiffError
 from ..models.classes import TissueClasses
 from ._common import busy_progress, make_worker, notify_error
 from ._settings import load_settings, save_settings
+from ._undo import RegionUndoStack
 
 _STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -53,6 +54,7 @@ class HistoDiffState:
         self._waiting: list[tuple] = []  # (then, on_error) of waiting callers
         self._classes: TissueClasses | None = None
         self.guide_classes: list[str] | None = None
+        self.region_undo = RegionUndoStack()  # region regenerations to undo
         self.read_card()
 
     # -- choice ---------------------------------------------------------------

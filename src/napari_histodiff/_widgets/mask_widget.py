@@ -47,6 +47,7 @@ from ._common import (
 )
 from ._state import get_state
 from .model_widget import swatch
+from .shortcuts import PALETTE_KEYS, bind_viewer_keys, shown
 
 if TYPE_CHECKING:
     import napari
@@ -179,6 +180,9 @@ class MaskWidget(QWidget):
         self.mask_combo.currentIndexChanged.connect(self._target_changed)
         self.source.currentIndexChanged.connect(self._source_changed)
         self.palette_group.idClicked.connect(self.select_class)
+        bind_viewer_keys(napari_viewer, self, {
+            key: (lambda i=index: self.palette_key(i))
+            for key, index in PALETTE_KEYS.items()})
         connect_while_alive(self.state.classes_changed, self, self._classes_changed)
         self._classes_changed(self.state.classes)
         self._source_changed()
@@ -220,7 +224,12 @@ class MaskWidget(QWidget):
             label = "erase (unknown)" if c.index == 0 else c.name
             button = QPushButton(swatch(c.color), f"{c.index} {label}")
             button.setCheckable(True)
-            button.setToolTip(f"Paint {c.name} (label {c.index})")
+            tip = f"Paint {c.name} (label {c.index})"
+            if c.index in PALETTE_KEYS.values():
+                tip += f"; key {shown(f'Control-{c.index}')}"
+            else:
+                tip += "; or napari's erase tool: key 1 or E"
+            button.setToolTip(tip)
             self.palette_group.addButton(button, c.index)
             self.palette.addWidget(button, c.index // 2, c.index % 2)
         layer = self.mask_combo.layer()
@@ -245,6 +254,24 @@ class MaskWidget(QWidget):
         self.viewer.layers.selection.active = layer
         self._check_palette(index)
         self._sync_modes(layer.mode)
+
+    def palette_key(self, index: int) -> None:
+        """The palette shortcut Ctrl+``index``: paint class ``index``."""
+        key = shown(f"Control-{index}")
+        classes = self.classes()
+        if classes is None:
+            notify_error(InputError(
+                f"{key} chooses palette class {index}, but no classes are known "
+                "yet: choose a model in the Model panel or open a mask."), "Palette")
+            return
+        indices = [c.index for c in classes]
+        if index not in indices:
+            names = ", ".join(f"{c.index} {c.name}" for c in classes if c.index)
+            notify_error(InputError(
+                f"{key}: there is no class {index}; the classes are {names}."),
+                "Palette")
+            return
+        self.select_class(index)
 
     def _target_changed(self, *_args) -> None:
         layer = self.mask_combo.layer()

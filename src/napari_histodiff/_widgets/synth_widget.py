@@ -52,6 +52,13 @@ from ._common import (
 )
 from ._settings import load_settings, save_settings
 from ._state import get_state
+from .shortcuts import (
+    CANCEL_KEY,
+    GENERATE_KEY,
+    UNDO_REGION_KEY,
+    bind_viewer_keys,
+    with_key,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -146,6 +153,15 @@ class SynthesisWidget(QWidget):
         self.margin.setToolTip("Pixels around the rectangle given to the model as "
                                "context (held fixed), so no border shows")
         self.regen_button = QPushButton("Regenerate region")
+        self.undo_button = QPushButton("Undo regeneration")
+        self.undo_button.setEnabled(False)
+        self.generate_button.setToolTip(with_key(
+            "Synthesise an image from the mask layer", GENERATE_KEY))
+        self.cancel_button.setToolTip(with_key(
+            "Stop the running synthesis or regeneration", CANCEL_KEY))
+        self.undo_button.setToolTip(with_key(
+            "Put back the pixels (and the export's list of runs) from before "
+            "the last regeneration of the image layer", UNDO_REGION_KEY))
 
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
@@ -171,6 +187,7 @@ class SynthesisWidget(QWidget):
         regen_buttons = QHBoxLayout()
         regen_buttons.addWidget(self.draw_button)
         regen_buttons.addWidget(self.regen_button)
+        regen_buttons.addWidget(self.undo_button)
         regen_box = QWidget()
         regen_layout = QVBoxLayout(regen_box)
         regen_layout.setContentsMargins(0, 0, 0, 0)
@@ -193,6 +210,12 @@ class SynthesisWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.draw_button.clicked.connect(self.draw_region)
         self.regen_button.clicked.connect(self.regenerate)
+        self.undo_button.clicked.connect(self.undo_region)
+        self.image_combo.currentIndexChanged.connect(self._update_undo)
+        self.viewer.layers.events.removed.connect(self._forget_undo)
+        bind_viewer_keys(napari_viewer, self, {GENERATE_KEY: self.generate,
+                                               CANCEL_KEY: self.cancel,
+                                               UNDO_REGION_KEY: self.undo_region})
         if self.state.pipe is not None:
             self.margin.setValue(self.state.pipe.card.patch_size)
         self._set_guide_classes(self.state.guide_classes)
@@ -275,6 +298,7 @@ class SynthesisWidget(QWidget):
         self.generate_button.setEnabled(not busy)
         self.regen_button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
+        self._update_undo()
 
     # -- generate -------------------------------------------------------------
     def generate(self) -> None:
@@ -358,6 +382,8 @@ class SynthesisWidget(QWidget):
                     job.layer.metadata[SETTINGS_KEY] = dict(job.run.settings)
                 if job.cancel_requested:
                     job.run.cancel()
+            elif item[0] == "before":
+                job.info["before"] = item[1]
             return
         if isinstance(item, StartEvent):
             self.status.setText(f"Started: {item.total_steps} steps, about "
@@ -435,6 +461,10 @@ class SynthesisWidget(QWidget):
             record.update(region=list(job.info["region"]),
                           context_box=list(job.info["crop"]))
             meta = job.layer.metadata.setdefault(SETTINGS_KEY, {})
+            if "before" in job.info and job.canvas is not None:
+                self.state.region_undo.push(job.canvas.key, job.info["region"],
+                                            job.info["before"],
+                                            meta.get("regenerated"))
             meta.setdefault("regenerated", []).append(record)
             show_info(f"HistoDiff: region {describe_region(job.info['region'])} "
                       f"of {job.layer.name!r} regenerated (seed "
@@ -542,6 +572,47 @@ class SynthesisWidget(QWidget):
         self._set_busy(True)
         self.status.setText(f"Regenerating {describe_region(region)}…")
         self.state.load(then=self._start_regenerate, on_error=lambda _e: self._done())
+
+    def undo_region(self) -> None:
+        """Undo the last regeneration of the image layer: its old pixels and
+        its list of regeneration records come back."""
+        from ._live import canvas_of
+        from ._undo import undo_into
+
+        layer = self.image_combo.layer()
+        canvas = canvas_of(layer) if layer is not None else None
+        stack = self.state.region_undo
+        if self.busy:
+            notify_error(_input_error("A synthesis is running: wait for it or "
+                                      "Cancel it, then undo."), "Undo regeneration")
+            return
+        if canvas is None or not stack.count(canvas.key):
+            name = "no image layer" if layer is None else repr(layer.name)
+            notify_error(_input_error(f"Nothing to undo for {name}: no region of it "
+                                      "was regenerated in this session (or it was "
+                                      "undone already)."), "Undo regeneration")
+            return
+        entry = stack.pop(canvas.key)
+        undo_into(canvas, layer.metadata.setdefault(SETTINGS_KEY, {}), entry)
+        layer.refresh(extent=False)
+        self._update_undo()
+        self.status.setText(f"Undone: {describe_region(entry.region)} is as before "
+                            f"({stack.count(canvas.key)} more to undo)")
+
+    def _update_undo(self, *_args) -> None:
+        from ._live import canvas_of
+
+        layer = self.image_combo.layer()
+        canvas = canvas_of(layer) if layer is not None else None
+        can = canvas is not None and self.state.region_undo.count(canvas.key) > 0
+        self.undo_button.setEnabled(can and not self.busy)
+
+    def _forget_undo(self, event) -> None:
+        key = getattr(event.value, "metadata", {}).get(CANVAS_KEY)
+        if key and not any(ly.metadata.get(CANVAS_KEY) == key
+                           for ly in self.viewer.layers):
+            self.state.region_undo.forget(key)
+        self._update_undo()
 
     def _drawn_region(self, image_layer, mask_layer):
         """The rectangle in image pixels (drawn over the image or over its mask)."""

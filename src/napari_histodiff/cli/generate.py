@@ -8,7 +8,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..defaults import DEFAULT_CLASSIFIER_SCALE, DEFAULT_GUIDANCE, NOISE_MEANS
+from ..defaults import (
+    DEFAULT_CLASSIFIER_SCALE,
+    DEFAULT_GUIDANCE,
+    DEFAULT_TEXT_GUIDANCE,
+    NOISE_MEANS,
+)
 from ..errors import InputError
 from ..sampling.engine import DEFAULT_WINDOW_BATCH
 from ..sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, scheduler_names
@@ -46,7 +51,7 @@ def register(subparsers) -> None:
         description="Synthesise a histology image that follows a label mask and "
         "write it as OME-Zarr with the mask as its label image.")
     p.add_argument("--model", required=True,
-        help="model directory or a shipped model (demo, demo-latent)")
+        help="model directory or a shipped model (demo, demo-latent, demo-text)")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--mask", help="label mask: PNG/TIFF of integer ids, or .npy")
     what.add_argument("--size", type=_size, default=None, metavar="HxW",
@@ -77,6 +82,17 @@ def register(subparsers) -> None:
     p.add_argument("--classifier-scale", type=nonneg_float, default=None,
                    help="strength of --class guidance (default "
                    f"{DEFAULT_CLASSIFIER_SCALE:g}; 0 = off)")
+    p.add_argument("--prompt", default=None,
+                   help="text models: what the image should show, e.g. 'high "
+                   "dab; low nuclei' (`histodiff model info` shows what the "
+                   "model's captions meant); with --mask or --size")
+    p.add_argument("--negative-prompt", default=None,
+                   help="text models: what the text guidance pushes away from "
+                   "(default the empty prompt)")
+    p.add_argument("--text-guidance", type=float, default=None,
+                   help="text models: classifier-free guidance on the prompt "
+                   f"(default {DEFAULT_TEXT_GUIDANCE:g}; 1 = plain conditional, "
+                   "0 ignores it)")
     p.add_argument("--noise-mean", choices=NOISE_MEANS, default="auto",
                    help="centre the initial noise on the class means of the "
                    "model card ('classes'), or not ('zero'); auto: classes when "
@@ -123,10 +139,14 @@ def run(args: argparse.Namespace) -> int:
         store=args.store, device=args.device, fp16=args.fp16,
         noise_mean=args.noise_mean, preview=args.preview,
         side_by_side=args.side_by_side, overwrite=args.overwrite, quiet=args.quiet,
-        class_name=args.class_name, classifier_scale=args.classifier_scale)
+        class_name=args.class_name, classifier_scale=args.classifier_scale,
+        prompt=args.prompt, negative_prompt=args.negative_prompt,
+        text_guidance=args.text_guidance)
     s = result["stats"]
     guided = ("" if args.class_name is None else
               f", class {args.class_name!r}")
+    if args.prompt:
+        guided += f", prompt {args.prompt!r}"
     print(f"wrote {out} ({mask.shape[0]}x{mask.shape[1]}, {args.strategy}, "
           f"{args.steps} steps, guidance {args.guidance}{guided}, seed "
           f"{args.seed}) in "
@@ -141,7 +161,8 @@ def generate_to_files(*, model, mask, out: Path, steps, guidance, scheduler,
                       strategy, stride, window_batch, seed, store, device, fp16,
                       noise_mean="auto", preview=None, side_by_side=None,
                       overwrite=False, quiet=False, class_name=None,
-                      classifier_scale=None) -> dict:
+                      classifier_scale=None, prompt=None, negative_prompt=None,
+                      text_guidance=None) -> dict:
     """Load the model, synthesise, write OME-Zarr (and PNGs); return a summary."""
     import numpy as np
 
@@ -172,7 +193,9 @@ def generate_to_files(*, model, mask, out: Path, steps, guidance, scheduler,
                           scheduler=scheduler, strategy=strategy, stride=stride,
                           seed=seed, window_batch=window_batch, store=store,
                           store_path=work, noise_mean=noise_mean,
-                          class_name=class_name, classifier_scale=classifier_scale)
+                          class_name=class_name, classifier_scale=classifier_scale,
+                          prompt=prompt, negative_prompt=negative_prompt,
+                          text_guidance=text_guidance)
         with progress(steps, "denoising", quiet) as bar:
             for event in run.events():
                 if isinstance(event, StepEvent):

@@ -23,7 +23,7 @@ def register(subparsers) -> None:
         "(mask_unet/), conditioned on the set of classes to include. Any size: "
         "large masks are denoised window by window.")
     p.add_argument("--model", required=True,
-        help="model directory or a shipped model (demo, demo-latent)")
+        help="model directory or a shipped model (demo, demo-latent, demo-text)")
     p.add_argument("--classes", required=True,
                    help="comma-separated class names to include, e.g. tumor,stroma")
     p.add_argument("--size", type=size_hw, default=(512, 512),

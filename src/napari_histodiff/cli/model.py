@@ -40,7 +40,7 @@ def register(subparsers) -> None:
 
     info = sub.add_parser("info", help="print the model card and parameter counts")
     info.add_argument("model",
-        help="model directory or a shipped model (demo, demo-latent)")
+        help="model directory or a shipped model (demo, demo-latent, demo-text)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=run_info)
 
@@ -64,7 +64,10 @@ def run_info(args: argparse.Namespace) -> int:
     pipe = HistoDiffPipeline.from_pretrained(args.model, device="cpu")
     counts = {name: sum(p.numel() for p in comp.parameters())
               for name, comp in (("unet", pipe.unet), ("vae", pipe.vae),
-                                 ("mask_unet", pipe.mask_unet)) if comp is not None}
+                                 ("mask_unet", pipe.mask_unet),
+                                 ("text_encoder", getattr(pipe.text, "encoder",
+                                                          None)))
+              if comp is not None}
     card = pipe.card.to_dict()
     if args.json:
         print(json.dumps({"path": pipe.source, "card": card, "parameters": counts,
@@ -77,6 +80,18 @@ def run_info(args: argparse.Namespace) -> int:
     print("classes:")
     for c in pipe.card.classes:
         print(f"  {c.index:3d}  {c.name:<16} rgb{c.color}")
+    if pipe.card.text is not None:
+        text = pipe.card.text
+        enc = text["encoder"]
+        print(f"text: prompts through the {enc.get('kind')} encoder "
+              f"({enc.get('source')}, {enc.get('hidden_size')}-wide tokens, "
+              f"{enc.get('max_length')} per prompt); captions: "
+              f"{text.get('captions')}, at most {text.get('max_tokens')} tokens")
+        if text.get("meaning"):
+            print(f"  {text['meaning']}")
+        if text.get("levels"):
+            print("  levels: " + ", ".join(f"{w} >= {t:g}" for t, w in
+                                           text["levels"]))
     print("parameters:")
     for name, n in counts.items():
         print(f"  {name:<10} {n:>12,}")

@@ -8,7 +8,7 @@ autoencoder, or a preset.
     histodiff train mask  --images TILES --masks MASKS --classes tumor,stroma \\
         --out MODEL --run-dir RUN
     histodiff train vae   --images TILES --heldout IMAGE --out AE [--factor 4]
-    histodiff train --preset demo|demo-latent [--part ...] [--resume] \\
+    histodiff train --preset demo|demo-latent|demo-text [--part ...] [--resume] \\
         [--export] [--install]
 """
 
@@ -22,7 +22,8 @@ from ._common import nonneg_float, nonneg_int, positive_float, positive_int
 
 DEFAULT_DEMO_RUN = "training-runs/demo"
 DEFAULT_DEMO_LATENT_RUN = "training-runs/demo-latent"
-PRESETS = ("demo", "demo-latent")
+DEFAULT_DEMO_TEXT_RUN = "training-runs/demo-text"
+PRESETS = ("demo", "demo-latent", "demo-text")
 
 
 def _probability(text: str) -> float:
@@ -105,6 +106,59 @@ def _data_args(p: argparse.ArgumentParser) -> None:
                    help="ResNet layers per UNet block")
 
 
+def _text_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "text conditioning", "a UNet2DConditionModel with cross-attention on a "
+        "caption per crop; with --condition none it follows the caption only")
+    g.add_argument("--text", metavar="ENCODER", default=None,
+                   help="builtin (a small text encoder and tokenizer fitted on "
+                   "the captions, trained with the UNet) or transformers:PATH (a "
+                   "local CLIP-text, PLIP or BERT folder, frozen)")
+    g.add_argument("--captions", choices=("composition", "report", "both"),
+                   default="composition",
+                   help="composition: from each crop's mask ('high dab; low "
+                   "nuclei'); report: the --reports text of its image; both")
+    g.add_argument("--reports", metavar="CSV",
+                   help="CSV with columns image,text (a report or its summary "
+                   "per image file)")
+    g.add_argument("--max-tokens", type=positive_int, default=35,
+                   help="caption length limit in tokens (default 35): the "
+                   "composition first, then whole report sentences in order")
+    g.add_argument("--caption-dropout", type=_probability, default=0.1,
+                   help="probability of the empty prompt, for text guidance "
+                   "(default 0.1, as PathLDM)")
+    g.add_argument("--frozen-text-encoder", action="store_true",
+                   help="builtin: keep the encoder at its random initialisation "
+                   "instead of training it with the UNet")
+    g.add_argument("--text-width", type=positive_int, default=64,
+                   help="builtin encoder width = cross-attention dim (default 64)")
+    g.add_argument("--text-layers", type=positive_int, default=2)
+    g.add_argument("--text-heads", type=positive_int, default=4)
+
+
+def _text_spec(args):
+    """The TextSpec of ``--text ...`` (None without --text); text options
+    given without --text are refused, not ignored."""
+    from ..training.text_trainer import TextSpec
+
+    if args.text is None:
+        stray = [flag for flag, given in (
+            ("--reports", args.reports is not None),
+            ("--captions", args.captions != "composition"),
+            ("--frozen-text-encoder", args.frozen_text_encoder)) if given]
+        if stray:
+            raise InputError(f"{stray[0].lstrip('-')}: only for text models; "
+                             "add --text builtin or --text transformers:PATH")
+        return None
+    return TextSpec(encoder=args.text, captions=args.captions,
+                    reports=Path(args.reports) if args.reports else None,
+                    max_tokens=args.max_tokens,
+                    caption_dropout=args.caption_dropout,
+                    train_encoder=not args.frozen_text_encoder,
+                    width=args.text_width, layers=args.text_layers,
+                    heads=args.text_heads)
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train the image model, the mask model, or a preset",
@@ -112,7 +166,9 @@ def register(subparsers) -> None:
         "('image'), the class-set-conditioned mask generator ('mask'), or run a "
         "preset ('--preset demo' reproduces the shipped demo models).")
     p.add_argument("--preset", choices=PRESETS, help="a documented recipe: demo "
-                   "(the pixel demo) or demo-latent (autoencoder + latent model)")
+                   "(the pixel demo), demo-latent (autoencoder + latent model) "
+                   "or demo-text (a text-and-mask latent model on demo-latent's "
+                   "autoencoder)")
     p.add_argument("--part", choices=("vae", "image", "mask", "all"), default="all",
                    help="with --preset: which model to train (default all; vae "
                    "only with demo-latent)")
@@ -158,6 +214,7 @@ def register(subparsers) -> None:
     pi.add_argument("--latent-sample", action="store_true",
                     help="with --vae: train on posterior samples instead of "
                     "posterior means")
+    _text_args(pi)
     _common(pi, steps=20000, batch=16)
     pi.set_defaults(func=run_image)
 
@@ -268,6 +325,12 @@ def _samples(args, classes, min_side: int, unlabelled: bool = True):
 
     samples = []
     unconditional = getattr(args, "condition", "mask") == "none"
+    if unconditional and args.images and not args.masks and \
+            getattr(args, "text", None) is not None and \
+            getattr(args, "captions", "") != "report":
+        raise InputError("masks: composition captions are made from masks; give "
+                         "--masks (and --classes), or --captions report with "
+                         "--reports")
     if unconditional and args.images and not args.masks:
         # an unconditional model needs no masks: the images are unlabelled
         samples += load_unlabelled(args.images, min_side)
@@ -342,7 +405,7 @@ def run_image(args: argparse.Namespace) -> int:
                         stain_shift=args.stain_jitter / 10),
         unlabelled_fraction=args.unlabelled_fraction,
         vae=Path(args.vae) if args.vae else None, condition=args.condition,
-        latent_sample=args.latent_sample)
+        latent_sample=args.latent_sample, text=_text_spec(args))
     if args.export:
         path, step = export_image_checkpoint(job)
         print(f"model at step {step}: {path}")
@@ -440,12 +503,16 @@ def run_preset(args: argparse.Namespace) -> int:
 
     if args.preset is None:
         raise InputError("train: choose 'image', 'mask', 'vae' or --preset "
-                         "demo|demo-latent (see histodiff train --help)")
+                         "demo|demo-latent|demo-text (see histodiff train --help)")
     device = _setup_torch(args)
     if args.preset == "demo-latent":
         run_dir = Path(args.run_dir or DEFAULT_DEMO_LATENT_RUN)
         _run_demo_latent(args, run_dir, device)
         name = "demo-latent"
+    elif args.preset == "demo-text":
+        run_dir = Path(args.run_dir or DEFAULT_DEMO_TEXT_RUN)
+        _run_demo_text(args, run_dir, device)
+        name = "demo-text"
     else:
         if args.part == "vae":
             raise InputError("part: 'vae' belongs to --preset demo-latent; the "
@@ -528,3 +595,30 @@ def _run_demo_latent(args: argparse.Namespace, run_dir: Path, device) -> None:
             result = train_image_model(job, device, resume=args.resume,
                                        overwrite=True, quiet=args.quiet)
             _report(result, job.run_dir)
+
+
+def _run_demo_text(args: argparse.Namespace, run_dir: Path, device) -> None:
+    """image (text + mask, on demo-latent's autoencoder) -> mask (copied)."""
+    from ..training import presets
+    from ..training.export import export_image_checkpoint
+    from ..training.image_trainer import train_image_model
+
+    if args.part == "vae":
+        raise InputError("part: demo-text has no 'vae' part; it trains on the "
+                         "autoencoder of the shipped demo-latent model")
+    parts = ("image", "mask") if args.part == "all" else (args.part,)
+    for part in parts:
+        if part == "mask":
+            model = presets.copy_demo_mask_model(run_dir, preset="demo-text")
+            print(f"demo-text preset: copied the demo's mask_unet/ into {model}")
+            continue
+        job = presets.demo_text_image_job(run_dir, args.steps)
+        if args.export:
+            path, step = export_image_checkpoint(job)
+            print(f"text model exported at step {step} into {path}")
+            continue
+        print(f"demo-text preset, image: {job.settings.steps} steps, seed "
+              f"{job.settings.seed}, run folder {job.run_dir}")
+        result = train_image_model(job, device, resume=args.resume,
+                                   overwrite=True, quiet=args.quiet)
+        _report(result, job.run_dir)

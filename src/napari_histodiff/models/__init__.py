@@ -15,8 +15,9 @@ from ..errors import ModelFormatError
 MODELS_DIR = Path(__file__).parent
 DEMO_NAME = "demo"
 DEMO_LATENT_NAME = "demo-latent"
+DEMO_TEXT_NAME = "demo-text"
 #: Names of the models a build may ship, each made by the preset of that name.
-SHIPPED_NAMES = (DEMO_NAME, DEMO_LATENT_NAME)
+SHIPPED_NAMES = (DEMO_NAME, DEMO_LATENT_NAME, DEMO_TEXT_NAME)
 
 
 def demo_model_path(name: str = DEMO_NAME) -> Path | None:

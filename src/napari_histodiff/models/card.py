@@ -72,6 +72,13 @@ class ModelCard:
     autoencoder : dict or None
         Latent models: facts about the VAE (factor, latent channels, the
         reconstruction figures on held-out images, how it was trained).
+    text : dict or None
+        Text-conditioned models (a ``UNet2DConditionModel`` with
+        ``text_encoder/`` and ``tokenizer/``): ``encoder`` (its facts: kind
+        ``builtin`` or ``transformers``, source, hidden size, sequence
+        length), how captions were made (``captions``, ``levels``,
+        ``max_tokens``), the ``null_prompt`` and, in words, what a prompt
+        ``meaning``. None: the model takes no prompt.
     """
 
     classes: TissueClasses
@@ -87,9 +94,16 @@ class ModelCard:
     class_means: list[list[float]] | None = None
     latent_preview: dict[str, Any] | None = None
     autoencoder: dict[str, Any] | None = None
+    text: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
+        if self.text is not None and (not isinstance(self.text, dict) or
+                                      not isinstance(self.text.get("encoder"),
+                                                     dict)):
+            raise ModelFormatError(f"{CARD_NAME}: text must be an object with an "
+                                   f"'encoder' object, or null; got "
+                                   f"{self.text!r:.80}")
         if self.latent_preview is not None:
             check_latent_preview(self.latent_preview, CARD_NAME)
         if self.autoencoder is not None and not isinstance(self.autoencoder, dict):

@@ -10,6 +10,7 @@ model card ``histodiff.json``::
       scheduler/   scheduler_config.json
       vae/         optional, latent models
       mask_unet/   optional, the mask generator
+      text_encoder/, tokenizer/   optional, text-conditioned models
 
 Weights are read from safetensors only. Pickle checkpoints (``.bin``,
 ``.pt``, ``.ckpt``, ``.pth``) are refused because unpickling a file can run
@@ -192,8 +193,10 @@ def save_components(directory: str | Path, card: ModelCard, *,
                     keep: Path | None = None, **components: Any) -> Path:
     """Write a model directory: each component's folder and the model card.
 
-    ``components`` are ``unet``, ``scheduler`` and optionally ``vae`` and
-    ``mask_unet`` (None: absent). Weights are written as safetensors. The
+    ``components`` are ``unet``, ``scheduler`` and optionally ``vae``,
+    ``mask_unet`` and ``text`` (a
+    :class:`~.text_encoder.PromptEncoder`, written as ``text_encoder/`` and
+    ``tokenizer/``) (None: absent). Weights are written as safetensors. The
     ``model_index.json`` is the one diffusers writes for a pipeline, so the
     folder reads the same whichever way it was made.
 
@@ -237,6 +240,8 @@ def write_components(directory: Path, card: ModelCard, **components: Any) -> Pat
         else:
             part.save_pretrained(directory / name, safe_serialization=True)
         index[name] = ["diffusers", type(part).__name__]
+    if components.get("text") is not None:
+        components["text"].save(directory)
     (directory / "model_index.json").write_text(json.dumps(index, indent=2,
                                                            sort_keys=True) + "\n")
     card.save(directory)
@@ -247,9 +252,15 @@ def load_components(path: str | Path, device=None, dtype=None) -> dict[str, Any]
     """Load the parts of a model directory (safetensors only).
 
     Returns a dict with ``card``, ``unet``, ``scheduler`` and, where present,
-    ``vae`` and ``mask_unet`` (else None).
+    ``vae``, ``mask_unet`` and ``text`` (a
+    :class:`~.text_encoder.PromptEncoder`) (else None).
     """
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel
+    from diffusers import (
+        AutoencoderKL,
+        DDPMScheduler,
+        UNet2DConditionModel,
+        UNet2DModel,
+    )
 
     path = check_model_dir(path)
     card = ModelCard.load(path)
@@ -257,7 +268,10 @@ def load_components(path: str | Path, device=None, dtype=None) -> dict[str, Any]
     if dtype is not None:
         kw["torch_dtype"] = dtype
     parts: dict[str, Any] = {"card": card}
-    parts["unet"], _ = load_part(UNet2DModel, path, "unet", "config.json", **kw)
+    unet_class = _read_config(path / "unet" / "config.json").get("_class_name")
+    loader = (UNet2DConditionModel if unet_class == "UNet2DConditionModel"
+              else UNet2DModel)
+    parts["unet"], _ = load_part(loader, path, "unet", "config.json", **kw)
     parts["scheduler"], _ = load_part(DDPMScheduler, path, "scheduler",
                                        "scheduler_config.json")
     parts["vae"] = (
@@ -270,11 +284,18 @@ def load_components(path: str | Path, device=None, dtype=None) -> dict[str, Any]
         if (path / "mask_unet").is_dir()
         else None
     )
+    parts["text"] = None
+    if card.text is not None or (path / "text_encoder").is_dir():
+        from .text_encoder import load_prompt_encoder
+
+        parts["text"] = load_prompt_encoder(path, "model")
     _check_consistency(path, parts)
     if device is not None:
         for key in ("unet", "vae", "mask_unet"):
             if parts[key] is not None:
                 parts[key].to(device)
+        if parts["text"] is not None:
+            parts["text"].to(device)
     return parts
 
 
@@ -287,10 +308,39 @@ def vae_factor(vae) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
+def _check_text(path: Path, card: ModelCard, unet, text) -> None:
+    """A text model has its encoder, a cross-attention UNet of its width,
+    and a card that says so; a model without one has none of these."""
+    dim = getattr(unet.config, "cross_attention_dim", None)
+    if text is None and (card.text is not None or dim is not None):
+        what = ("its card has 'text'" if card.text is not None
+                else f"its unet/ is a UNet2DConditionModel (cross_attention_dim "
+                     f"{dim})")
+        raise ModelFormatError(
+            f"model: {path} is a text model ({what}) but has no text_encoder/ "
+            "and tokenizer/; copy them from the model it was trained as")
+    if text is None:
+        return
+    if card.text is None:
+        raise ModelFormatError(
+            f"model: {path} has a text_encoder/ but its {CARD_NAME} has no "
+            "'text' saying what the prompts mean; re-export the model")
+    if dim is None:
+        raise ModelFormatError(
+            f"model: {path} has a text_encoder/ but its unet/ has no "
+            "cross-attention (a UNet2DModel); the text encoder belongs to "
+            "another model")
+    if text.hidden_size != dim:
+        raise ModelFormatError(
+            f"model: {path}/text_encoder gives {text.hidden_size}-wide tokens "
+            f"but {path}/unet has cross_attention_dim {dim}")
+
+
 def _check_consistency(path: Path, parts: dict[str, Any]) -> None:
     card: ModelCard = parts["card"]
     unet = parts["unet"]
     vae = parts["vae"]
+    _check_text(path, card, unet, parts.get("text"))
     if card.space == "latent" and vae is None:
         raise ModelFormatError(
             f"model: {path} is a latent model (space 'latent' in {CARD_NAME}) but "

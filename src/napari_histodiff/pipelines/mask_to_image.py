@@ -35,7 +35,12 @@ from ..conditioning import (
     GuidanceTerm,
     MaskCondition,
 )
-from ..defaults import DEFAULT_CLASSIFIER_SCALE, DEFAULT_GUIDANCE, NOISE_MEANS
+from ..defaults import (
+    DEFAULT_CLASSIFIER_SCALE,
+    DEFAULT_GUIDANCE,
+    DEFAULT_TEXT_GUIDANCE,
+    NOISE_MEANS,
+)
 from ..errors import InputError, ModelFormatError
 from ..hashing import array_sha256
 from ..models.card import ModelCard, latent_preview_arrays
@@ -148,6 +153,9 @@ class HistoDiffPipeline(DiffusionPipeline):
         The mask generator (see :mod:`.mask_pipeline`).
     card : ModelCard
         Classes, window size, space and provenance.
+    text : PromptEncoder, optional
+        Text models (``UNet2DConditionModel``): the tokenizer and text encoder
+        (:mod:`..models.text_encoder`); ``pipe(mask, prompt="high dab")``.
 
     A model directory with a ``classifier/`` (a noise-aware classifier,
     :mod:`..models.classifier`) also serves class guidance:
@@ -159,7 +167,7 @@ class HistoDiffPipeline(DiffusionPipeline):
     _optional_components = ["vae", "mask_unet"]
 
     def __init__(self, unet, scheduler, vae=None, mask_unet=None,
-                 card: ModelCard | None = None):
+                 card: ModelCard | None = None, text=None):
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler, vae=vae,
                               mask_unet=mask_unet)
@@ -168,6 +176,9 @@ class HistoDiffPipeline(DiffusionPipeline):
         self.card = card
         self.source = None  # where the weights were loaded from
         self._classifier = None  # loaded on first use of class guidance
+        # not a registered module: diffusers does not know our tokenizer; it
+        # is saved and loaded with the model directory (save_components)
+        self.text = text
 
     # -- persistence ----------------------------------------------------------------
     def save_pretrained(self, save_directory, overwrite: bool = False,
@@ -189,7 +200,7 @@ class HistoDiffPipeline(DiffusionPipeline):
         save_components(save_directory, self.card, overwrite=overwrite,
                         argname="save_directory", unet=self.unet,
                         scheduler=self.scheduler, vae=self.vae,
-                        mask_unet=self.mask_unet)
+                        mask_unet=self.mask_unet, text=self.text)
 
     @classmethod
     def from_pretrained(cls, path, device: str = "cpu", fp16: bool = False,
@@ -215,6 +226,8 @@ class HistoDiffPipeline(DiffusionPipeline):
         parts = load_components(path, dtype=dtype)
         pipe = cls(**parts)
         pipe.to(dev)
+        if pipe.text is not None:
+            pipe.text.to(dev)
         pipe.source = str(path)
         return pipe
 
@@ -401,6 +414,57 @@ class HistoDiffPipeline(DiffusionPipeline):
         return [ClassifierGuidance(classifier, target, float(scale),
                                    name=class_name)]
 
+    @property
+    def has_text(self) -> bool:
+        """Whether the model takes a prompt (it has a text encoder)."""
+        return self.text is not None
+
+    def _text_condition(self, prompt, negative_prompt, text_guidance):
+        """The prompt as a token condition and its guidance term.
+
+        A text model always gets its token condition (its UNet needs
+        cross-attention tokens): without a prompt, the empty prompt, and then
+        no guidance term (conditional and null would be the same).
+        """
+        import warnings
+
+        from ..conditioning import TokenCondition
+
+        given = {"prompt": prompt, "negative_prompt": negative_prompt,
+                 "text_guidance": text_guidance}
+        if self.text is None:
+            named = [k for k, v in given.items() if v is not None]
+            if named:
+                raise InputError(
+                    f"{named[0]}: {self.source or 'this model'} has no text "
+                    "encoder, so it takes no prompt; use a model trained with "
+                    "`histodiff train image --text ...`")
+            return [], []
+        for name in ("prompt", "negative_prompt"):
+            if given[name] is not None and not isinstance(given[name], str):
+                raise InputError(f"{name}: expected a string, got "
+                                 f"{type(given[name]).__name__}")
+        prompt = prompt or ""
+        negative = negative_prompt or ""
+        scale = DEFAULT_TEXT_GUIDANCE if text_guidance is None else text_guidance
+        check_number(scale, "text_guidance")
+        tokens, dropped = self.text.encode([prompt, negative])
+        for name, text, n in (("prompt", prompt, dropped[0]),
+                              ("negative_prompt", negative, dropped[1])):
+            if n:
+                warnings.warn(
+                    f"{name}: {n} tokens beyond the text encoder's limit of "
+                    f"{self.text.max_length} (with its special tokens) were "
+                    f"dropped from {text[:60]!r}{'...' if len(text) > 60 else ''}",
+                    UserWarning, stacklevel=4)
+        cond = TokenCondition(tokens[0], tokens[1], name="text", description={
+            "prompt": prompt, "negative_prompt": negative,
+            "tokens_dropped": [int(v) for v in dropped],
+            "encoder": self.text.facts()})
+        terms = ([] if prompt == negative else
+                 [ClassifierFreeGuidance("text", float(scale))])
+        return [cond], terms
+
     def _check_noise_mean(self, noise_mean: str) -> str:
         """The effective ``noise_mean``: ``classes`` or ``zero``."""
         if noise_mean not in NOISE_MEANS:
@@ -445,6 +509,9 @@ class HistoDiffPipeline(DiffusionPipeline):
         store_overwrite: bool = False,
         class_name: str | None = None,
         classifier_scale: float | None = None,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        text_guidance: float | None = None,
     ) -> SynthesisRun:
         """Check inputs and set up a :class:`SynthesisRun` without running it.
 
@@ -467,6 +534,8 @@ class HistoDiffPipeline(DiffusionPipeline):
                                             sampler)
         noise_mean = self._check_noise_mean(noise_mean)
         class_terms = self._class_guidance(class_name, classifier_scale)
+        text_conditions, text_terms = self._text_condition(prompt, negative_prompt,
+                                                           text_guidance)
         card = self.card
         f = card.vae_scale_factor
 
@@ -478,10 +547,10 @@ class HistoDiffPipeline(DiffusionPipeline):
                       [mask_condition])
         denoiser = Denoiser(
             self.unet,
-            conditions=[*mask_terms, *self._check_sequence(
+            conditions=[*mask_terms, *text_conditions, *self._check_sequence(
                 conditions, Condition, "conditions")],
             guidance=[*(ClassifierFreeGuidance("mask", guidance_scale)
-                        for _ in mask_terms),
+                        for _ in mask_terms), *text_terms,
                       *self._check_sequence(guidance_terms, GuidanceTerm,
                                             "guidance_terms"), *class_terms],
             device=self.unet.device, dtype=self.unet.dtype,
@@ -546,6 +615,9 @@ class HistoDiffPipeline(DiffusionPipeline):
         store_overwrite: bool = False,
         class_name: str | None = None,
         classifier_scale: float | None = None,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        text_guidance: float | None = None,
         callback=None,
     ) -> HistoDiffOutput:
         """Synthesise an image that follows ``mask``.
@@ -617,6 +689,21 @@ class HistoDiffPipeline(DiffusionPipeline):
         classifier_scale : float, optional
             Strength of the class guidance (default
             :data:`DEFAULT_CLASSIFIER_SCALE`; 0 turns it off).
+        prompt : str, optional
+            Text models only: what the image should show, e.g. ``"high dab;
+            low nuclei"`` (the card's ``text.meaning`` says what the model's
+            captions were). Every window of a large canvas gets the prompt.
+            ``None`` or ``""`` is the null condition (no text guidance). A
+            prompt longer than the encoder's limit is truncated with a
+            warning that says how many tokens were dropped.
+        negative_prompt : str, optional
+            What the text guidance pushes away from (default the empty
+            prompt).
+        text_guidance : float, optional
+            Classifier-free guidance on the prompt (default
+            :data:`DEFAULT_TEXT_GUIDANCE`; 1 plain conditional, 0 ignores the
+            prompt); with a mask, both terms add up (see
+            :mod:`..conditioning.guidance`).
         callback : callable, optional
             Called with every event; return ``False`` to cancel.
 
@@ -631,7 +718,9 @@ class HistoDiffPipeline(DiffusionPipeline):
                            regenerate=regenerate, noise_mean=noise_mean,
                            conditions=conditions, guidance_terms=guidance_terms,
                            store_overwrite=store_overwrite, class_name=class_name,
-                           classifier_scale=classifier_scale)
+                           classifier_scale=classifier_scale, prompt=prompt,
+                           negative_prompt=negative_prompt,
+                           text_guidance=text_guidance)
         # 5. Denoise, reporting events
         for event in run.events():
             if callback is not None and callback(event) is False:

@@ -187,7 +187,14 @@ class CropSampler:
         masks : (B, crop, crop) uint8, zeros for unlabelled crops
         labelled : (B,) bool
         """
+        return self.sample_sources(rng, batch)[:3]
+
+    def sample_sources(self, rng: np.random.Generator, batch: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """Like :meth:`sample` (the same crops for the same ``rng``), and the
+        ``source`` of the image each crop came from (to find its report)."""
         c = self.crop
+        sources: list[str] = []
         images = np.empty((batch, c, c, 3), np.uint8)
         masks = np.zeros((batch, c, c), np.uint8)
         labelled = np.zeros(batch, bool)
@@ -198,10 +205,11 @@ class CropSampler:
             y = int(rng.integers(0, s.image.shape[0] - c + 1))
             x = int(rng.integers(0, s.image.shape[1] - c + 1))
             images[i] = s.image[y:y + c, x:x + c]
+            sources.append(s.source)
             if s.mask is not None:
                 masks[i] = s.mask[y:y + c, x:x + c]
                 labelled[i] = True
-        return images, masks, labelled
+        return images, masks, labelled, sources
 
 
 def describe(samples: Sequence[Sample]) -> dict:

@@ -23,12 +23,14 @@ def _latest(run_dir: Path) -> Path:
 
 def export_image_checkpoint(job) -> tuple[Path, int]:
     """Write ``job.out`` from the newest checkpoint in ``job.run_dir``."""
-    from .image_trainer import make_image_trainer, save_image_model
+    from .image_trainer import exported_parts, make_image_trainer, save_image_model
 
     trainer = make_image_trainer(job, "cpu")
     state = load_checkpoint(_latest(job.run_dir), trainer.unet, trainer.ema,
                             trainer.optimizer)
-    return save_image_model(job, trainer.ema, int(state["step"])), int(state["step"])
+    unet, text = exported_parts(trainer)
+    return (save_image_model(job, unet, int(state["step"]), prompt_encoder=text),
+            int(state["step"]))
 
 
 def export_mask_checkpoint(job) -> tuple[Path, int]:

@@ -29,6 +29,7 @@ from .augment import Augment
 from .data import CropSampler, Sample, class_means, describe
 from .loop import DiffusionTrainer, TrainSettings, step_rng, step_seed
 from .models import build_train_unet, count_parameters, load_unet
+from .text_trainer import TextSpec
 
 CONDITIONS = ("mask", "none")
 
@@ -70,10 +71,14 @@ class ImageTrainJob:
         model on its latents (see
         :func:`napari_histodiff.models.autoencoder.load_autoencoder`).
     condition : {"mask", "none"}
-        ``"none"``: an unconditional model (no class channels).
+        ``"none"``: an unconditional model (no class channels); with
+        ``text``, a model that follows its caption only.
     latent_sample : bool
         Latent models: train on posterior samples (seeded by the step)
         instead of posterior means.
+    text : TextSpec, optional
+        A text-conditioned model (``UNet2DConditionModel``, cross-attention
+        on the captions; :mod:`.text_trainer`).
     """
 
     samples: list[Sample]
@@ -89,6 +94,7 @@ class ImageTrainJob:
     vae: Path | None = None
     condition: str = "mask"
     latent_sample: bool = False
+    text: TextSpec | None = None
 
 
 def onehot(masks: np.ndarray, num_classes: int) -> torch.Tensor:
@@ -152,17 +158,22 @@ class LatentEncoder:
 
 def latent_batch_fn(sampler: CropSampler, encoder: LatentEncoder, num_classes: int,
                     factor: int, batch_size: int, seed: int, cond_dropout: float,
-                    augment: Augment, condition: str = "mask"):
+                    augment: Augment, condition: str = "mask",
+                    with_crops: bool = False):
     """The batch function of latent (and of unconditional) image models.
 
     With ``encoder`` None the clean samples are the pixels (an unconditional
     pixel model); ``condition="none"`` gives 0 condition channels.
+    ``with_crops``: also return the crops' masks (before the condition
+    dropout), whether each was labelled, and the image it came from (text
+    models caption them, :mod:`.text_trainer`).
     """
 
-    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(step: int):
         rng = step_rng(seed, step, 1)
-        images, masks, _ = sampler.sample(rng, batch_size)
+        images, masks, labelled, sources = sampler.sample_sources(rng, batch_size)
         images, masks = augment(rng, images, masks)
+        crops = (masks.copy(), labelled, sources)
         drop = rng.random(batch_size) < cond_dropout
         masks[drop] = 0  # the null condition: all unknown
         x = torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0)
@@ -172,7 +183,7 @@ def latent_batch_fn(sampler: CropSampler, encoder: LatentEncoder, num_classes: i
             cond = x0.new_zeros((x0.shape[0], 0, *x0.shape[-2:]))
         else:
             cond = area_fractions(masks, num_classes, factor).to(x0.device)
-        return x0, cond
+        return (x0, cond, *crops) if with_crops else (x0, cond)
 
     return batch
 
@@ -212,11 +223,19 @@ def make_image_trainer(job: ImageTrainJob, device) -> DiffusionTrainer:
     from ..models.factory import UNET_SIZES, default_scheduler
 
     _check_condition(job)
+    if job.text is not None and job.init_model is not None:
+        raise InputError("init-model: fine-tuning with --text is not "
+                         "supported yet; train the text model from scratch")
     k = len(job.classes)
     vae, ae_card = load_job_vae(job)
     factor = ae_card.factor if ae_card else 1
     sample_channels = ae_card.latent_channels if ae_card else 3
     cond_channels = 0 if job.condition == "none" else k
+    text = None
+    if job.text is not None:
+        from .text_trainer import prepare_text
+
+        text = prepare_text(job.text, job.classes.names, job.settings.seed)
     if job.init_model is not None:
         unet = _init_unet(job, ae_card, sample_channels, cond_channels)
     else:
@@ -225,12 +244,24 @@ def make_image_trainer(job: ImageTrainJob, device) -> DiffusionTrainer:
                      ["block_out_channels"])
         window = (_latent_window(s.patch_size, factor, levels) if ae_card
                   else s.patch_size)
-        unet = build_train_unet(sample_channels + cond_channels, sample_channels,
-                                window, s.size, s.channels, s.layers)
+        if text is not None:
+            from .text_trainer import build_text_unet
+
+            unet = build_text_unet(sample_channels + cond_channels,
+                                   sample_channels, window,
+                                   text.prompt_encoder.hidden_size, s.size,
+                                   s.channels, s.layers, seed=job.settings.seed)
+        else:
+            unet = build_train_unet(sample_channels + cond_channels,
+                                    sample_channels, window, s.size, s.channels,
+                                    s.layers)
     sampler = CropSampler(job.samples, job.spec.patch_size, job.unlabelled_fraction)
     st = job.settings
     extra = {"kind": "image", "unet_config": dict(unet.config),
              "classes": job.classes.names, "spec": asdict(job.spec)}
+    if text is not None:
+        return _text_trainer(job, text, unet, sampler, vae, ae_card, factor,
+                             extra, device)
     if ae_card is None and job.condition == "mask":
         batch = image_batch_fn(sampler, k, st.batch_size, st.seed, st.cond_dropout,
                                job.augment)
@@ -249,6 +280,37 @@ def make_image_trainer(job: ImageTrainJob, device) -> DiffusionTrainer:
     trainer = DiffusionTrainer(unet, batch, default_scheduler(), st, job.run_dir,
                                device, extra)
     trainer.vae, trainer.autoencoder = vae, ae_card
+    return trainer
+
+
+def _text_trainer(job: ImageTrainJob, text, unet, sampler, vae, ae_card,
+                  factor: int, extra: dict, device) -> DiffusionTrainer:
+    """The trainer of a text model: a :class:`.text_trainer.TextUNet` (the
+    builtin encoder inside it when trained jointly) fed caption tokens."""
+    from ..models.factory import default_scheduler
+    from .text_trainer import TextUNet, text_batch_fn
+
+    st = job.settings
+    encoder = None
+    if ae_card is not None:
+        encoder = LatentEncoder(vae.to(device), ae_card.latent_scaling,
+                                job.latent_sample)
+        extra.update(vae=str(job.vae or job.init_model),
+                     latent_scaling=ae_card.latent_scaling,
+                     latent_sample=job.latent_sample)
+    extra.update(condition=job.condition, text=job.text.settings(),
+                 text_encoder=text.prompt_encoder.facts())
+    inner = latent_batch_fn(sampler, encoder, len(job.classes), factor,
+                            st.batch_size, st.seed, st.cond_dropout, job.augment,
+                            job.condition, with_crops=True)
+    prompt = text.prompt_encoder.to(device)
+    batch = text_batch_fn(inner, text.captioner, prompt, text.trainable,
+                          st.seed, st.batch_size, job.text.caption_dropout)
+    model = TextUNet(unet, prompt.encoder if text.trainable else None)
+    trainer = DiffusionTrainer(model, batch, default_scheduler(), st, job.run_dir,
+                               device, extra)
+    trainer.vae, trainer.autoencoder = vae, ae_card
+    trainer.text = text
     return trainer
 
 
@@ -331,19 +393,34 @@ def train_image_model(job: ImageTrainJob, device="cpu", resume: bool = False,
     if trainer.step < job.settings.steps:
         result["out"] = None
         return result
-    save_image_model(job, trainer.ema, trainer.step, trainer.vae,
-                     trainer.autoencoder)
+    unet, text = exported_parts(trainer)
+    if text is not None:
+        result["captions"] = text.caption_stats
+    save_image_model(job, unet, trainer.step, trainer.vae, trainer.autoencoder,
+                     prompt_encoder=text)
     result["out"] = str(out)
     return result
 
 
+def exported_parts(trainer: DiffusionTrainer):
+    """The EMA UNet to export and, for a text model, its prompt encoder."""
+    text = getattr(trainer, "text", None)
+    if text is None:
+        return trainer.ema, None
+    from .text_trainer import exported_prompt_encoder
+
+    return trainer.ema.unet, exported_prompt_encoder(text, trainer.ema)
+
+
 def save_image_model(job: ImageTrainJob, unet, steps: int, vae=None,
-                     autoencoder=None) -> Path:
+                     autoencoder=None, prompt_encoder=None) -> Path:
     """Write ``job.out``: unet (EMA), scheduler and card; keep a ``mask_unet/``.
 
     With ``vae`` and its ``autoencoder`` card, a latent model: ``vae/`` is
     written too and the card says ``space: latent`` with the VAE's factor,
-    latent scaling and preview map, and class means in latent space.
+    latent scaling and preview map, and class means in latent space. With
+    ``prompt_encoder`` (a text model), ``text_encoder/`` and ``tokenizer/``
+    are written and the card's ``text`` says what the captions mean.
     """
     from ..models.card import ModelCard
     from ..models.directory import save_components
@@ -390,12 +467,18 @@ def save_image_model(job: ImageTrainJob, unet, steps: int, vae=None,
                                   "source": str(job.vae or job.init_model)}}
     else:
         means = class_means(job.samples, len(job.classes))
+    text = None
+    if prompt_encoder is not None:
+        from .text_trainer import card_text
+
+        text = card_text(job.text, prompt_encoder)
+        provenance["image_model"]["text"] = job.text.settings()
     card = ModelCard(classes=job.classes, patch_size=job.spec.patch_size,
                      provenance=provenance, class_means=means,
                      conditioning="none" if job.condition == "none"
                      else "mask-onehot",
                      mask_resolution_factor=old_card.mask_resolution_factor
-                     if old_card else 4, **latent)
+                     if old_card else 4, text=text, **latent)
     unet = unet.to("cpu")
     out.parent.mkdir(parents=True, exist_ok=True)
     # written beside and renamed into place; an existing model directory's
@@ -403,5 +486,6 @@ def save_image_model(job: ImageTrainJob, unet, steps: int, vae=None,
     save_components(out, card, overwrite=True, unet=unet,
                     scheduler=default_scheduler(),
                     vae=vae.to("cpu") if vae is not None else None,
+                    text=prompt_encoder.to("cpu") if prompt_encoder else None,
                     keep=out if (out / "mask_unet").is_dir() else None)
     return out

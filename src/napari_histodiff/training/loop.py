@@ -354,7 +354,8 @@ class DiffusionTrainer(Trainer):
     batch_fn : callable
         ``batch_fn(step) -> (x0, cond)`` tensors; must be deterministic
         in ``step`` (use :func:`step_rng`). ``cond`` may have 0 channels
-        (an unconditional model).
+        (an unconditional model). A third item, a dict of tensors, is passed
+        to the model as keyword arguments (caption tokens of text models).
     noise_scheduler : diffusers.DDPMScheduler
         The training schedule (``add_noise``, ``num_train_timesteps``).
     settings : TrainSettings
@@ -379,8 +380,13 @@ class DiffusionTrainer(Trainer):
         self._num_timesteps = int(noise_scheduler.config.num_train_timesteps)
 
     def loss_on(self, model, x0: torch.Tensor, cond: torch.Tensor,
-                seed: int) -> torch.Tensor:
-        """Epsilon MSE of ``model`` on one batch, timesteps/noise from ``seed``."""
+                seed: int, model_kwargs: dict[str, torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        """Epsilon MSE of ``model`` on one batch, timesteps/noise from ``seed``.
+
+        ``model_kwargs``: further tensors for the model call (a text model's
+        caption tokens), moved to the device.
+        """
         g = torch.Generator().manual_seed(seed)
         b = x0.shape[0]
         t = torch.randint(0, self._num_timesteps, (b,), generator=g)
@@ -389,17 +395,20 @@ class DiffusionTrainer(Trainer):
         t, noise = t.to(self.device), noise.to(self.device)
         a = self._alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        kwargs = {k: v.to(self.device) for k, v in (model_kwargs or {}).items()}
         with self.autocast():
-            pred = model(torch.cat([noisy, cond], dim=1), t).sample
+            pred = model(torch.cat([noisy, cond], dim=1), t, **kwargs).sample
         return torch.nn.functional.mse_loss(pred.float(), noise)
 
     def train_step(self, step: int) -> float:
         """One optimiser step (the ``step``-th, counted from 0)."""
         self.unet.train()
-        x0, cond = self.batch_fn(step)
+        batch = self.batch_fn(step)
+        x0, cond = batch[0], batch[1]
         self.set_learning_rate(step)
         loss = self.loss_on(self.unet, x0, cond,
-                            step_seed(self.settings.seed, step, 99))
+                            step_seed(self.settings.seed, step, 99),
+                            batch[2] if len(batch) > 2 else None)
         self.optimise(loss)
         self._update_ema(step)
         self.step = step + 1

@@ -1,6 +1,7 @@
 """Training presets. ``demo``: the models shipped as ``--model demo``;
 ``demo-latent``: the autoencoder and latent model shipped as
-``--model demo-latent``.
+``--model demo-latent``; ``demo-text``: the text-and-mask latent model
+shipped as ``--model demo-text`` (on demo-latent's autoencoder).
 
 The demo models learn from ``skimage.data.immunohistochemistry()``, a real
 512x512 H-DAB image that scikit-image ships. Its labels come from the
@@ -37,6 +38,7 @@ from .data import load_folder_pairs, read_rgb
 from .image_trainer import ImageModelSpec, ImageTrainJob
 from .loop import TrainSettings
 from .mask_trainer import MaskModelSpec, MaskTrainJob
+from .text_trainer import TextSpec
 from .vae_trainer import VAEModelSpec, VAETrainJob, load_vae_images
 
 QUADRANTS = {
@@ -196,8 +198,57 @@ def demo_latent_image_job(run_dir: str | Path, steps: int | None = None
         provenance={"image_preset": _latent_provenance("image")})
 
 
-def copy_demo_mask_model(run_dir: str | Path, source: str | Path | None = None
-                         ) -> Path:
+# -- demo-text --------------------------------------------------------------------
+DEMO_TEXT_NAME = "demo-text"
+#: Mask dropout 0.5 (not 0.1): the model serves prompts without a mask too,
+#: so the null mask with a caption must be common in training.
+DEMO_TEXT_SETTINGS = replace(DEMO_IMAGE_SETTINGS, steps=3000, cond_dropout=0.5)
+DEMO_TEXT_SPEC = ImageModelSpec(patch_size=64, size="tiny", channels=(32, 64, 64),
+                                layers=1)
+DEMO_TEXT = TextSpec(encoder="builtin", captions="composition", max_tokens=16,
+                     caption_dropout=0.1, width=64, layers=2, heads=4)
+
+
+def _text_provenance(part: str) -> dict:
+    return {**_provenance(part), "preset": DEMO_TEXT_NAME,
+            "command": f"histodiff train --preset demo-text --part {part}"}
+
+
+def demo_text_vae() -> Path:
+    """The autoencoder of the text demo: the shipped demo-latent's ``vae/``
+    (both latent demos share it)."""
+    from ..models import DEMO_LATENT_NAME, demo_model_path
+
+    path = demo_model_path(DEMO_LATENT_NAME)
+    if path is None or not (path / "vae").is_dir():
+        raise InputError("vae: the demo-text preset trains on the latents of the "
+                         "shipped demo-latent model, which this build lacks; "
+                         "run `histodiff train --preset demo-latent --install` "
+                         "first")
+    return path
+
+
+def demo_text_image_job(run_dir: str | Path, steps: int | None = None,
+                        vae: str | Path | None = None) -> ImageTrainJob:
+    """The text-and-mask latent image model of the demo-text preset:
+    composition captions of every crop ("high dab; low nuclei; ..."), the
+    builtin encoder trained with the UNet."""
+    run_dir = Path(run_dir)
+    data = write_demo_data(run_dir)
+    classes = demo_classes()
+    settings = DEMO_TEXT_SETTINGS if steps is None else replace(
+        DEMO_TEXT_SETTINGS, steps=steps)
+    return ImageTrainJob(
+        samples=load_folder_pairs(data / "images", data / "masks", classes, 64),
+        classes=classes, run_dir=run_dir / "image", out=run_dir / "model",
+        settings=settings, spec=replace(DEMO_TEXT_SPEC),
+        vae=Path(vae) if vae is not None else demo_text_vae(),
+        text=replace(DEMO_TEXT),
+        provenance={"image_preset": _text_provenance("image")})
+
+
+def copy_demo_mask_model(run_dir: str | Path, source: str | Path | None = None,
+                         preset: str = DEMO_LATENT_NAME) -> Path:
     """Copy the shipped demo's ``mask_unet/`` into ``RUN_DIR/model``.
 
     The mask generator makes label masks, whatever model then paints them,
@@ -232,6 +283,6 @@ def copy_demo_mask_model(run_dir: str | Path, source: str | Path | None = None
     card.provenance["mask_model"] = {
         **source_card.provenance.get("mask_model", {}),
         "copied_from": "the shipped demo model (--model demo), mask_unet/",
-        "copied_by": "histodiff train --preset demo-latent --part mask"}
+        "copied_by": f"histodiff train --preset {preset} --part mask"}
     card.save(model)
     return model
