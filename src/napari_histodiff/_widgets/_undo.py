@@ -75,9 +75,9 @@ class RegionUndoStack:
         return entry
 
     def _trim(self) -> None:
-        for key, entries in self._entries.items():
-            while len(entries) > self.depth:
-                self._drop(key, entries[0])
+        for key in list(self._entries):
+            while len(self._entries[key]) > self.depth:
+                self._drop(key, self._entries[key][0])
         while self.nbytes > self.max_bytes and len(self._order) > 1:
             self._drop(*self._order[0])
 
