@@ -53,7 +53,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
 from ..errors import InputError, ModelFormatError, UnsafeCheckpointError
-from .directory import PICKLE_SUFFIXES, check_safetensors, load_part
+from .weights import PICKLE_SUFFIXES, check_safetensors, load_part
 
 PAD, UNK, CLS, SEP = "[PAD]", "[UNK]", "[CLS]", "[SEP]"
 #: Special tokens of the builtin tokenizer, in id order ([PAD] is 0).
@@ -863,7 +863,7 @@ def load_prompt_encoder(model_dir: Path, argname: str = "model"
             "copy the model again or re-export it")
     config = _read_json(config_path, ModelFormatError, argname)
     if config.get("_class_name") == BUILTIN_CLASS:
-        from .directory import check_safe_weights
+        from .weights import check_safe_weights
 
         check_safe_weights(text_dir)
         tok_path = tok_dir / "tokenizer.json"
