@@ -64,12 +64,36 @@ def synthesis_events(pipe, mask: np.ndarray, params: dict[str, Any],
     return run
 
 
+def warm_imports() -> None:
+    """Import what the first Generate would otherwise import on the UI thread.
+
+    dask.array and zarr for the layers and the canvas (zarr's I/O thread
+    too); and ``distributed`` where it is installed:
+    dask imports it on the first ``compute`` (to look for a client), which
+    is napari's first read of the image layer, and that took 0.8 s of the UI
+    thread (measured by ``benchmarks/responsiveness.py``).
+    """
+    import importlib.util
+
+    import dask.array  # noqa: F401 - imported here, off the UI thread
+    import zarr
+
+    # zarr runs its reads and writes on an event loop in a thread of its own,
+    # started on first use: start it here, not in the first Generate (0.35 s)
+    zarr.create_array(store={}, shape=(1,), dtype="uint8")
+    try:
+        if importlib.util.find_spec("distributed") is not None:
+            import distributed  # noqa: F401
+    except ImportError:  # a broken install: dask copes without it
+        pass
+
+
 def load_model(source: str, device: str, fp16: bool):
     """The cached pipeline (loaded once); also imports what the layers need.
 
     Runs in a worker, so that napari's UI thread never pays for these imports.
     """
-    import dask.array  # noqa: F401 - imported here, off the UI thread
+    warm_imports()
 
     from ..pipelines.cache import MODEL_CACHE
     from ..sampling.estimate import seconds_per_window

@@ -412,6 +412,8 @@ class SynthesisWidget(QWidget):
                 job.layer.name = f"{job.layer.name} (cancelled)"
 
     def _add_image_layer(self, job: Job):
+        import dask
+
         mask_layer = job.info["mask_layer"]
         canvas = job.canvas
         scale = np.asarray(mask_layer.scale)[-2:]
@@ -421,13 +423,14 @@ class SynthesisWidget(QWidget):
             width = canvas.shape[1]
             gap = max(8, width // 32)
             translate[1] += (width + gap) * scale[1]
-        layer = self.viewer.add_image(
-            canvas.layer_data(), rgb=True, multiscale=canvas.multiscale,
-            cache=False, name=f"{mask_layer.name} synthetic", scale=scale,
-            translate=translate, contrast_limits=(0, 255),
-            metadata={SETTINGS_KEY: dict(job.info["params"]),
-                      CANVAS_KEY: canvas.key, "mask_layer": mask_layer.name},
-        )
+        with dask.config.set(scheduler="synchronous"):  # see _refresh_layer
+            layer = self.viewer.add_image(
+                canvas.layer_data(), rgb=True, multiscale=canvas.multiscale,
+                cache=False, name=f"{mask_layer.name} synthetic", scale=scale,
+                translate=translate, contrast_limits=(0, 255),
+                metadata={SETTINGS_KEY: dict(job.info["params"]),
+                          CANVAS_KEY: canvas.key, "mask_layer": mask_layer.name},
+            )
         if placement == "grid":
             _grid(self.viewer).enabled = True
         else:
@@ -444,9 +447,15 @@ class SynthesisWidget(QWidget):
             self._refresh_timer.start()
 
     def _refresh_layer(self) -> None:
+        import dask
+
         job_layer = self.job.layer if self.job is not None else self.last_image
         if job_layer is not None and job_layer in self.viewer.layers:
-            job_layer.refresh(extent=False)
+            # napari reads the tiles on screen during refresh, on this thread;
+            # dask reads them right here instead of through its thread pool
+            # (every hand-over there waits for the worker to let go of the GIL)
+            with dask.config.set(scheduler="synchronous"):
+                job_layer.refresh(extent=False)
 
     def _on_returned(self, run) -> None:
         job = self.job
