@@ -53,7 +53,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
 from ..errors import InputError, ModelFormatError, UnsafeCheckpointError
-from .weights import PICKLE_SUFFIXES, check_safetensors, load_part
+from .weights import PICKLE_SUFFIXES, _read_config, check_safetensors, load_part
 
 PAD, UNK, CLS, SEP = "[PAD]", "[UNK]", "[CLS]", "[SEP]"
 #: Special tokens of the builtin tokenizer, in id order ([PAD] is 0).
@@ -639,17 +639,7 @@ def _describe_folder(folder: Path) -> str:
 
 
 def _read_json(path: Path, error, argname: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise error(f"{argname}: cannot read {path} ({exc.strerror or exc})"
-                    ) from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise error(f"{argname}: {path} is not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise error(f"{argname}: {path} must hold a JSON object, got a JSON "
-                    f"{type(data).__name__}")
-    return data
+    return _read_config(path, error, argname)
 
 
 def _check_transformers_weights(folder: Path, argname: str) -> None:

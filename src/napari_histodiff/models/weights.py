@@ -95,19 +95,22 @@ def check_safetensors(path: Path) -> dict[str, Any]:
     return header
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def _read_config(path: Path, error: type[Exception] = ModelFormatError,
+                 argname: str = "model") -> dict[str, Any]:
+    """A JSON object from ``path``; unreadable or malformed -> ``error``
+    naming ``argname`` and the file."""
     import json
 
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ModelFormatError(f"model: cannot read {path} ({exc.strerror or exc})"
-                               ) from exc
+        raise error(f"{argname}: cannot read {path} ({exc.strerror or exc})"
+                    ) from exc
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"model: {path} is not valid JSON ({exc})") from exc
+        raise error(f"{argname}: {path} is not valid JSON ({exc})") from exc
     if not isinstance(config, dict):
-        raise ModelFormatError(f"model: {path} must hold a JSON object, got a JSON "
-                               f"{type(config).__name__}")
+        raise error(f"{argname}: {path} must hold a JSON object, got a JSON "
+                    f"{type(config).__name__}")
     return config
 
 

@@ -266,13 +266,7 @@ def make_image_trainer(job: ImageTrainJob, device) -> DiffusionTrainer:
         batch = image_batch_fn(sampler, k, st.batch_size, st.seed, st.cond_dropout,
                                job.augment)
     else:
-        encoder = None
-        if ae_card is not None:
-            encoder = LatentEncoder(vae.to(device), ae_card.latent_scaling,
-                                    job.latent_sample)
-            extra.update(vae=str(job.vae or job.init_model),
-                         latent_scaling=ae_card.latent_scaling,
-                         latent_sample=job.latent_sample)
+        encoder = _latent_encoder(job, vae, ae_card, extra, device)
         extra["condition"] = job.condition
         batch = latent_batch_fn(sampler, encoder, k, factor, st.batch_size,
                                 st.seed, st.cond_dropout, job.augment,
@@ -283,6 +277,17 @@ def make_image_trainer(job: ImageTrainJob, device) -> DiffusionTrainer:
     return trainer
 
 
+def _latent_encoder(job: ImageTrainJob, vae, ae_card, extra: dict, device):
+    """The frozen VAE encoder of a latent job (None for pixel models); its
+    facts go into the checkpoints' ``extra``."""
+    if ae_card is None:
+        return None
+    extra.update(vae=str(job.vae or job.init_model),
+                 latent_scaling=ae_card.latent_scaling,
+                 latent_sample=job.latent_sample)
+    return LatentEncoder(vae.to(device), ae_card.latent_scaling, job.latent_sample)
+
+
 def _text_trainer(job: ImageTrainJob, text, unet, sampler, vae, ae_card,
                   factor: int, extra: dict, device) -> DiffusionTrainer:
     """The trainer of a text model: a :class:`.text_trainer.TextUNet` (the
@@ -291,13 +296,7 @@ def _text_trainer(job: ImageTrainJob, text, unet, sampler, vae, ae_card,
     from .text_trainer import TextUNet, text_batch_fn
 
     st = job.settings
-    encoder = None
-    if ae_card is not None:
-        encoder = LatentEncoder(vae.to(device), ae_card.latent_scaling,
-                                job.latent_sample)
-        extra.update(vae=str(job.vae or job.init_model),
-                     latent_scaling=ae_card.latent_scaling,
-                     latent_sample=job.latent_sample)
+    encoder = _latent_encoder(job, vae, ae_card, extra, device)
     extra.update(condition=job.condition, text=job.text.settings(),
                  text_encoder=text.prompt_encoder.facts())
     inner = latent_batch_fn(sampler, encoder, len(job.classes), factor,
